@@ -1,0 +1,42 @@
+"""What exists, for ``trainbench list``: names, one line of help, parameters with defaults."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from trainbench.registry import REQUIRED, Registry, params_of
+
+
+def _registry(kind: str) -> Registry[Any]:
+    if kind == "datasets":
+        from trainbench.data import DATASETS as reg
+    elif kind == "models":
+        from trainbench.models import MODELS as reg
+    elif kind == "optimizers":
+        from trainbench.optim import OPTIMIZERS as reg
+    elif kind == "schedules":
+        from trainbench.schedules import SCHEDULES as reg
+    else:
+        from trainbench.methods import METHODS as reg
+    return reg
+
+
+def _fmt_param(name: str, default: Any, hint: Any) -> str:
+    if default is REQUIRED:
+        return f"{name} (required)"
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    return f"{name}={default}"
+
+
+def catalog(kind: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for e in _registry(kind):
+        params = ", ".join(_fmt_param(s.name, s.default, s.hint) for s in params_of(e.factory).values())
+        rows.append((e.name, e.help, params or "-"))
+    if kind == "models":
+        rows.append(("timm:<name>", "any timm model, e.g. timm:resnet50 (random init)", "kwargs={}"))
+        rows.append(("torchvision:<name>", "any torchvision model, e.g. torchvision:resnet18",
+                     "kwargs={}"))
+    return rows

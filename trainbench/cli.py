@@ -1,0 +1,221 @@
+"""The ``trainbench`` command line. Parses and prints; the work happens elsewhere.
+
+torch is imported only inside commands that need it, so ``trainbench --help`` stays fast.
+Exit codes: 0 ok, 1 a run failed or diverged, 2 bad input (recipe, usage, missing data),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trainbench.errors import InputError
+
+if TYPE_CHECKING:
+    from trainbench.recipe import Recipe
+    from trainbench.timeunits import Clock
+
+app = typer.Typer(
+    name="trainbench",
+    help="Accuracy-versus-training-time tradeoff curves for training recipes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+RecipesArg = Annotated[list[Path], typer.Argument(help="Recipe YAML file(s).", show_default=False)]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a field: --set optimizer.lr=0.2 (VALUE is YAML). Repeatable.")]
+
+
+def _fail(e: InputError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _load(paths: list[Path], overrides: list[str] | None) -> list[Recipe]:
+    """Load every recipe, reporting the problems of all of them before exiting."""
+    from trainbench.recipe import load_recipe
+
+    recipes, errors = [], []
+    for p in paths:
+        try:
+            recipes.append(load_recipe(p, overrides or ()))
+        except InputError as e:
+            errors.append(str(e))
+    if errors:
+        raise InputError("\n".join(errors))
+    return recipes
+
+
+class RichProgress:
+    """Progress bar for one run: epoch, step, last loss and accuracy, ETA."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def start(self, total_steps: int, clock: Clock) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        self.clock = clock
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("ep {task.fields[epoch]}"), TextColumn("step"), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}"),
+            TimeRemainingColumn(), console=console, transient=False)
+        self.task = self.bar.add_task(self.label, total=total_steps, epoch="0.0", loss="-", acc="-")
+        self.bar.start()
+
+    def update(self, step: int, loss: float | None = None, acc: float | None = None) -> None:
+        fields: dict[str, str] = {"epoch": f"{self.clock.epoch(step):.1f}"}
+        if loss is not None:
+            fields["loss"] = f"{loss:.4f}"
+        if acc is not None:
+            fields["acc"] = f"{100 * acc:.2f}%"
+        self.bar.update(self.task, completed=step, **fields)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def run(
+    recipes: RecipesArg,
+    set_: SetOpt = None,
+    seeds: Annotated[int | None, typer.Option(min=1, help="Run N seeds: S, S+1, ... (S = --seed or the recipe's seed).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the recipe's seed.")] = None,
+    out: Annotated[Path, typer.Option(help="Where run directories go: OUT/<name>/seed<S>.")] = Path("runs"),
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (overrides the recipe).")] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Shrink every recipe to seconds on a CPU (CI).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
+) -> None:
+    """Train recipe(s) and write one run directory per recipe x seed."""
+    from trainbench.runner import check_data, plan_runs, summarize
+
+    try:
+        loaded = _load(recipes, set_)
+        if device is not None:
+            from trainbench.recipe import check_device_spec
+
+            check_device_spec(device)
+        plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force)
+        if not smoke:
+            check_data([p.recipe for p in plans if not p.skip])
+    except InputError as e:
+        raise _fail(e) from None
+
+    from trainbench.engine import run_recipe
+
+    rows, code = [], 0
+    for i, plan in enumerate(plans, 1):
+        r = plan.recipe
+        if plan.skip:
+            console.print(f"[yellow]skip[/] {r.name} seed {r.seed}: {plan.skip}")
+            rows.append((r, "skipped", summarize(plan.run.read_points()), plan.run))
+            continue
+        console.print(f"[bold]run {i}/{len(plans)}[/] {r.name} seed {r.seed}"
+                      f"{' (smoke)' if smoke else ''} -> {plan.run.path}")
+        try:
+            outcome = run_recipe(r, plan.run, device=device, smoke=smoke,
+                                 progress=RichProgress(f"{r.name}/s{r.seed}"))
+        except InputError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            rows.append((r, "failed", summarize(plan.run.read_points()), plan.run))
+            code = 2
+            continue
+        except KeyboardInterrupt:
+            err.print(f"[yellow]interrupted[/]: {plan.run.path} keeps the points measured so far.")
+            raise typer.Exit(130) from None
+        if outcome.status != "completed":
+            err.print(f"[bold red]{outcome.status}[/]: {r.name} seed {r.seed}: {outcome.message}",
+                      highlight=False)
+            code = max(code, 1)
+        rows.append((r, outcome.status, summarize(outcome.points), plan.run))
+    _print_summary(rows)
+    raise typer.Exit(code)
+
+
+def _print_summary(rows: list[tuple[Recipe, str, dict[str, Any], Any]]) -> None:
+    table = Table(title="trainbench run")
+    for col in ("recipe", "seed", "status", "final acc", "best acc", "train time", "run dir"):
+        table.add_column(col, justify="right" if col in ("seed", "final acc", "best acc", "train time") else "left")
+    for r, status, s, run in rows:
+        pct = (lambda v: "-" if v is None else f"{100 * v:.2f}%")
+        t = "-" if s["train_time_s"] is None else f"{s['train_time_s']:.1f}s"
+        color = {"completed": "green", "skipped": "yellow"}.get(status, "red")
+        table.add_row(r.name, str(r.seed), f"[{color}]{status}[/]", pct(s["final_acc"]),
+                      pct(s["best_acc"]), t, str(run.path))
+    console.print(table)
+    console.print("Each run directory holds recipe.yaml, meta.json, points.csv and curve.png.")
+
+
+@app.command()
+def validate(recipes: RecipesArg, set_: SetOpt = None) -> None:
+    """Check recipe(s) fully without training; non-zero exit on any problem."""
+    from trainbench.runner import check_data
+
+    try:
+        loaded = _load(recipes, set_)
+    except InputError as e:
+        raise _fail(e) from None
+    try:
+        check_data(loaded)
+        data_note = ""
+    except InputError as e:
+        data_note = f"\n[yellow]note:[/] {e}"
+    for r in loaded:
+        console.print(f"[green]ok[/] {r.source} ({r.name})", highlight=False)
+    if data_note:
+        err.print(data_note.strip(), highlight=False)
+        raise typer.Exit(2)
+
+
+@app.command()
+def show(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], set_: SetOpt = None) -> None:
+    """Print the fully resolved recipe (every default filled in), as `run` would use it."""
+    try:
+        (r,) = _load([recipe], set_)
+    except InputError as e:
+        raise _fail(e) from None
+    print(r.to_yaml(), end="")
+
+
+LIST_KINDS = ("datasets", "models", "optimizers", "schedules", "methods")
+
+
+@app.command("list")
+def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_KINDS)}, all.")] = "all") -> None:
+    """List what exists (datasets, models, optimizers, schedules, methods) with parameters."""
+    from trainbench.registry import suggest
+
+    if what not in (*LIST_KINDS, "all"):
+        raise _fail(InputError(f"cannot list '{what}'; choose one of {', '.join(LIST_KINDS)} "
+                               "or all." + suggest(what, LIST_KINDS)))
+    from trainbench.catalog import catalog
+
+    for kind in LIST_KINDS if what == "all" else (what,):
+        table = Table(title=kind, show_lines=False)
+        table.add_column("name", style="bold")
+        table.add_column("what it is")
+        table.add_column("parameters (defaults)")
+        for name, help_, params in catalog(kind):
+            table.add_row(name, help_, params)
+        console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

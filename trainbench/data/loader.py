@@ -1,0 +1,85 @@
+"""A dataset held as uint8 tensors on the run's device, served as normalised float batches.
+
+Small datasets fit on the device; keeping them there (uint8, 4x smaller than float) and
+normalising/augmenting whole batches there removes the CPU data loader from the step loop
+entirely (airbench's approach).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from trainbench.data import augment as aug
+from trainbench.data.base import ImageData
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class DeviceData:
+    def __init__(self, data: ImageData, device: torch.device, *, batch_size: int,
+                 eval_batch_size: int, augment: list[str], crop_padding: int, normalize: bool,
+                 seed: int) -> None:
+        self.num_classes = data.num_classes
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.augment, self.crop_padding = list(augment), crop_padding
+        self.train_x = data.train_x.to(device)
+        self.train_y = data.train_y.to(device)
+        self.test_x = data.test_x.to(device)
+        self.test_y = data.test_y.to(device)
+        c = data.train_x.shape[1]
+        if normalize:  # per-channel statistics of the training images, in [0, 1] units
+            flat = data.train_x.transpose(0, 1).reshape(c, -1).double() / 255
+            mean, std = flat.mean(1), flat.std(1).clamp_min(1e-6)
+        else:
+            mean, std = torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64)
+        # x_norm = x_uint8 * scale + shift, in one fused multiply-add per batch
+        self.scale = (1 / (255 * std)).float().view(1, c, 1, 1).to(device)
+        self.shift = (-mean / std).float().view(1, c, 1, 1).to(device)
+        # Separate streams so adding an augmentation does not change the data order.
+        self.order_gen = torch.Generator(device).manual_seed(seed * 1000 + 1)
+        self.aug_gen = torch.Generator(device).manual_seed(seed * 1000 + 2)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def train_size(self) -> int:
+        return self.train_x.shape[0]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Full batches per pass over the training set (the last partial batch is dropped)."""
+        return self.train_size // self.batch_size
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x.float(), self.scale)
+
+    def augmented(self, x: torch.Tensor) -> torch.Tensor:
+        if "random_crop" in self.augment:
+            x = aug.random_crop(x, self.crop_padding, self.aug_gen)
+        if "hflip" in self.augment:
+            x = aug.hflip(x, self.aug_gen)
+        return x
+
+    def train_batches(self) -> Iterator[Batch]:
+        """Endless shuffled, augmented training batches; reshuffled at each pass."""
+        n, bs = self.train_size, self.batch_size
+        while True:
+            order = torch.randperm(n, device=self.train_x.device, generator=self.order_gen)
+            for i in range(n // bs):
+                idx = order[i * bs:(i + 1) * bs]
+                yield self.augmented(self.normalize(self.train_x[idx])), self.train_y[idx]
+
+    def clean_train_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
+        """One ordered pass over the training set, normalised, without augmentation."""
+        yield from self._sequential(self.train_x, self.train_y, batch_size or self.eval_batch_size)
+
+    def test_batches(self) -> Iterator[Batch]:
+        yield from self._sequential(self.test_x, self.test_y, self.eval_batch_size)
+
+    def _sequential(self, x: torch.Tensor, y: torch.Tensor, bs: int) -> Iterator[Batch]:
+        for i in range(0, x.shape[0], bs):
+            yield self.normalize(x[i:i + bs]), y[i:i + bs]

@@ -1,0 +1,82 @@
+"""The small event interface through which training methods plug into the loop.
+
+In the spirit of Composer's Event/Algorithm split: a method module holds a pure function
+that does the work (testable alone) and a thin :class:`Method` subclass that calls it from
+the events below. The engine fires the events; adding a method never changes the engine.
+
+Event order in one run::
+
+    on_init        model built and on the device, optimizer not yet built (may swap modules)
+    on_fit_start   optimizer and schedule built
+    per step:  on_batch(x, y) -> (x, y)   then forward, loss_fn, backward, optimizer step
+               after_step                  (fired in reverse method order, so methods unwind)
+    on_eval        at each evaluation point; returns extra points.csv columns
+    on_end         after the last step
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from trainbench.registry import Registry
+from trainbench.timeunits import Clock
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Evaluate = Callable[[nn.Module], dict[str, float]]  # model -> {"test_acc": ..., ...}
+
+
+@dataclass
+class TrainState:
+    """What methods may read and change. ``loss_fn`` takes logits and targets, where
+    targets are class indices or (after mixing) per-class probabilities."""
+
+    recipe: dict[str, Any]
+    model: nn.Module
+    device: torch.device
+    clock: Clock
+    num_classes: int
+    generator: torch.Generator  # method randomness, seeded from the recipe's seed
+    data: Any  # trainbench.data.loader.DeviceData
+    loss_fn: LossFn = field(default_factory=nn.CrossEntropyLoss)
+    optimizer: torch.optim.Optimizer | None = None
+    schedule: Any = None  # trainbench.schedules.Schedule
+    step: int = 0  # optimizer steps completed
+
+
+class Method:
+    """A training method. Subclasses take their recipe parameters as keyword-only
+    ``__init__`` arguments with type hints and defaults, and override the events they need."""
+
+    columns: ClassVar[tuple[str, ...]] = ()  # extra points.csv columns this method fills
+
+    def on_init(self, state: TrainState) -> None:
+        pass
+
+    def on_fit_start(self, state: TrainState) -> None:
+        pass
+
+    def on_batch(self, state: TrainState, x: torch.Tensor,
+                 y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, y
+
+    def after_step(self, state: TrainState) -> None:
+        pass
+
+    def on_eval(self, state: TrainState, evaluate: Evaluate) -> dict[str, float]:
+        return {}
+
+    def on_end(self, state: TrainState) -> None:
+        pass
+
+    @classmethod
+    def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
+        """Problems with this method's place in a resolved recipe: (field path, message)."""
+        return ()
+
+
+METHODS: Registry[type[Method]] = Registry("method")

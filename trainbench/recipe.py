@@ -1,0 +1,505 @@
+"""Recipes: YAML loading, ``extends``, ``--set`` overrides, validation and defaults.
+
+A recipe is loaded in four steps, and every problem found on the way is collected so the
+user sees all of them at once, each with its file, line, field path, bad value and fix:
+
+1. each file is read with ``yaml.safe_load`` (and composed once more for line numbers);
+2. ``extends: base.yaml`` (a path relative to the file, or a list of them) is deep-merged
+   underneath: mappings merge key by key, everything else (lists too) is replaced;
+3. ``--set a.b.c=VALUE`` overrides are applied, VALUE parsed as YAML;
+4. every section is checked against the signatures of the registered factories (dataset
+   loader, model, optimizer, schedule, methods) and the defaults are filled in.
+
+The result, :class:`Recipe`, is a plain nested dict that can be dumped to YAML and loaded
+again to the same thing: the ``recipe.yaml`` of a run directory re-runs the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+
+from trainbench.errors import InputError
+from trainbench.registry import REQUIRED, ParamSpec, PosInt, Range, params_of, suggest
+from trainbench.timeunits import Time
+
+Path_ = tuple[str, ...]
+
+
+# --- the sections every recipe has (component-specific parameters come from registries) ---
+
+
+@dataclass(kw_only=True)
+class TopLevel:
+    name: str = ""  # default: the recipe file's name without .yaml
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    duration: Time = Time(10, "ep")  # total training time: 'ep', 'ba' or 'sp'
+
+
+@dataclass(kw_only=True)
+class DataSection:
+    dataset: str = "digits"
+    batch_size: PosInt = 128
+    eval_batch_size: PosInt = 1024
+    augment: list[Literal["random_crop", "hflip"]] = field(default_factory=list)
+    crop_padding: Annotated[int, Range(ge=0)] = 4  # pixels of reflect padding for random_crop
+    normalize: bool = True  # per-channel mean/std computed from the training images
+    train_subset: PosInt | None = None  # use only the first N training images
+    test_subset: PosInt | None = None  # evaluate on only the first N test images
+
+
+@dataclass(kw_only=True)
+class ModelSection:
+    name: str = "small_cnn"
+
+
+@dataclass(kw_only=True)
+class OptimizerSection:
+    name: str = "sgd"
+    exempt_norm_bias: bool = False  # no weight decay on normalisation weights and biases
+
+
+@dataclass(kw_only=True)
+class ScheduleSection:
+    name: str = "cosine"
+
+
+@dataclass(kw_only=True)
+class EvalSection:
+    every: Time | None = Time(1, "ep")  # plus always the final step and every curve point
+
+
+@dataclass(kw_only=True)
+class ExternalModel:
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm/torchvision as is
+
+
+SECTION_ORDER = ("data", "model", "optimizer", "schedule", "eval", "methods")
+EXTERNAL_MODEL_PREFIXES = ("timm:", "torchvision:")
+
+
+# --- problems and their origins ---
+
+
+@dataclass(frozen=True)
+class Origin:
+    file: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True)
+class Problem:
+    origin: Origin
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.path}: {self.message}" if self.path else f"{self.origin}: {self.message}"
+
+
+class RecipeError(InputError):
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n > 1 else ''} in the recipe:"
+        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
+
+
+# --- reading files ---
+
+
+def _line_map(text: str, file: str) -> dict[Path_, Origin]:
+    """Map each key path in a YAML document to the line where it is written (1-based)."""
+    out: dict[Path_, Origin] = {}
+
+    def walk(node: yaml.Node, path: Path_) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                p = (*path, str(k.value))
+                out[p] = Origin(file, k.start_mark.line + 1)
+                walk(v, p)
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return out
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Path_, Origin]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: recipe file not found. Check the path (relative paths in "
+                         "'extends' are resolved from the including file's folder).") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the recipe file ({e.strerror}).") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        what = getattr(e, "problem", None) or str(e)
+        raise InputError(f"{where}: invalid YAML ({what}). Fix the syntax at that line.") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a recipe must be a YAML mapping (key: value lines), "
+                         f"got a {type(raw).__name__}.")
+    return raw, _line_map(text, str(path))
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings merge recursively, anything else is replaced."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _load_with_extends(
+    path: Path, stack: tuple[Path, ...] = ()
+) -> tuple[dict[str, Any], dict[Path_, Origin]]:
+    path = path.resolve()
+    if path in stack:
+        chain = " -> ".join(p.name for p in (*stack, path))
+        raise InputError(f"{stack[-1]}: 'extends' forms a cycle ({chain}). Remove one of the links.")
+    raw, lines = _read_yaml(path)
+    parents = raw.pop("extends", None)
+    if parents is None:
+        return raw, lines
+    if isinstance(parents, str):
+        parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        where = lines.get(("extends",), Origin(str(path)))
+        raise InputError(f"{where}: extends: expected a file path or a list of paths, "
+                         f"got {parents!r}.")
+    merged: dict[str, Any] = {}
+    merged_lines: dict[Path_, Origin] = {}
+    for parent in parents:
+        praw, plines = _load_with_extends(path.parent / parent, (*stack, path))
+        merged = deep_merge(merged, praw)
+        merged_lines.update(plines)
+    merged_lines.update(lines)
+    return deep_merge(merged, raw), merged_lines
+
+
+def parse_override(item: str) -> tuple[Path_, Any]:
+    """``"a.b.c=VALUE"`` -> (("a", "b", "c"), yaml.safe_load(VALUE))."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", key.strip()):
+        raise InputError(f"--set {item!r}: expected KEY=VALUE with a dotted key, "
+                         "e.g. --set optimizer.lr=0.2 or --set data.augment=[hflip].")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as e:
+        raise InputError(f"--set {item!r}: VALUE is not valid YAML ({e}). Quote it, "
+                         "e.g. --set name='\"my run\"'.") from None
+    return tuple(key.strip().split(".")), parsed
+
+
+def apply_override(raw: dict[str, Any], path: Path_, value: Any) -> None:
+    node = raw
+    for i, k in enumerate(path[:-1]):
+        nxt = node.get(k)
+        if not isinstance(nxt, dict):
+            if nxt is not None:
+                raise InputError(f"--set {'.'.join(path)}: '{'.'.join(path[: i + 1])}' is "
+                                 f"{nxt!r}, not a section, so it has no key '{path[i + 1]}'.")
+            nxt = node[k] = {}
+        node = nxt
+    node[path[-1]] = value
+
+
+# --- validation ---
+
+
+class _Bad(Exception):
+    pass
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return _describe(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args if a is not type(None)) + " or null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is list:
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            Time: "a time like '8ep', '500ba' or '0.25dur'", dict: "a mapping"}.get(
+        hint, "a mapping" if origin is dict else getattr(hint, "__name__", str(hint)))
+
+
+def coerce(hint: Any, value: Any) -> Any:
+    """Check ``value`` against a type hint; return its canonical YAML-able form or raise _Bad."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin is Annotated:
+        out = coerce(args[0], value)
+        for meta in args[1:]:
+            if isinstance(meta, Range) and (msg := meta.violation(out)):
+                raise _Bad(f"{msg}, got {value!r}")
+        return out
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return coerce(a, value)
+            except _Bad as e:
+                errors.append(str(e))
+        raise _Bad(errors[0] if len(errors) == 1 else f"expected {_describe(hint)}, got {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise _Bad(f"expected one of {', '.join(map(str, args))}; got {value!r}."
+                   + suggest(str(value), map(str, args)))
+    if origin is list:
+        if not isinstance(value, list):
+            raise _Bad(f"expected {_describe(hint)}, got {value!r}")
+        return [coerce(args[0], v) for v in value] if args else list(value)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise _Bad(f"expected a mapping, got {value!r}")
+        return value
+    if hint is Time:
+        try:
+            return str(Time.parse(value))
+        except ValueError as e:
+            raise _Bad(str(e)) from None
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a factory with an unsupported hint is a programming error
+        raise TypeError(f"unsupported parameter type {hint!r}")
+    raise _Bad(f"expected {_describe(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def _yamlable_default(spec: ParamSpec) -> Any:
+    d = spec.default
+    if isinstance(d, Time):
+        return str(d)
+    return copy.deepcopy(d)
+
+
+class _Checker:
+    def __init__(self, lines: dict[Path_, Origin], source: str) -> None:
+        self.lines, self.source = lines, source
+        self.problems: list[Problem] = []
+
+    def origin(self, path: Path_) -> Origin:
+        for i in range(len(path), 0, -1):
+            if path[:i] in self.lines:
+                return self.lines[path[:i]]
+        return Origin(self.source)
+
+    def add(self, path: Path_, message: str) -> None:
+        self.problems.append(Problem(self.origin(path), ".".join(path), message))
+
+    def mapping(self, path: Path_, raw: Any) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.add(path, f"expected a mapping (key: value lines), got {raw!r}.")
+            return {}
+        return raw
+
+    def fill(self, path: Path_, raw: dict[str, Any], specs: dict[str, ParamSpec],
+             what: str, out: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Check ``raw`` against ``specs``; unknown keys are reported against ``what``."""
+        out = {} if out is None else out
+        for key in raw:
+            if key not in specs:
+                self.add((*path, str(key)), f"unknown key '{key}' for {what}. "
+                         f"Allowed: {', '.join(specs) or '(none)'}." + suggest(str(key), specs))
+        for name, spec in specs.items():
+            if name in raw:
+                try:
+                    out[name] = coerce(spec.hint, raw[name])
+                except _Bad as e:
+                    self.add((*path, name), str(e))
+            elif spec.default is REQUIRED:
+                self.add((*path, name), f"required for {what} and has no default; set it.")
+            else:
+                out[name] = _yamlable_default(spec)
+        return out
+
+    def component(self, section: str, raw: dict[str, Any], common: type, registry: Any,
+                  key: str) -> dict[str, Any]:
+        """A section naming a registered factory (``key``), plus that factory's parameters."""
+        path = (section,)
+        common_specs = params_of(common)
+        name = raw.get(key, common_specs[key].default)
+        if not isinstance(name, str):
+            self.add((*path, key), f"expected a name, got {name!r}.")
+            return {}
+        if name not in registry:
+            self.add((*path, key), f"unknown {registry.kind} '{name}'. "
+                     f"Known: {', '.join(registry.names())}." + suggest(name, registry.names())
+                     + f" See 'trainbench list {section if section != 'data' else 'datasets'}'.")
+            return {}
+        specs = {**common_specs, **params_of(registry.get(name))}
+        return self.fill(path, raw, specs, f"{registry.kind} '{name}'")
+
+
+def _external_model(chk: _Checker, raw: dict[str, Any]) -> dict[str, Any]:
+    name = raw["name"]
+    prefix, _, model = name.partition(":")
+    out = chk.fill(("model",), raw, {**params_of(ModelSection), **params_of(ExternalModel)},
+                   f"model '{name}'")
+    from trainbench.models import external_model_names
+
+    known = external_model_names(prefix)
+    if model not in known:
+        chk.add(("model", "name"), f"{prefix} has no model '{model}'." + suggest(model, known)
+                + f" See 'trainbench list models' or {prefix}'s own list.")
+    return out
+
+
+DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
+DEVICE_HELP = "expected auto, cpu, cuda or cuda:N"
+
+
+def check_device_spec(device: str) -> None:
+    """For --device on the command line (the recipe's own field is checked in resolve)."""
+    if not DEVICE_RE.fullmatch(device):
+        raise InputError(f"--device: {DEVICE_HELP}, got {device!r}.")
+
+
+def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dict[str, Any]:
+    """Validate a merged raw recipe and fill every default. Raises RecipeError."""
+    from trainbench.data import DATASETS
+    from trainbench.methods import METHODS
+    from trainbench.models import MODELS
+    from trainbench.optim import OPTIMIZERS
+    from trainbench.schedules import SCHEDULES
+
+    chk = _Checker(lines, source)
+    raw = dict(raw)
+    top_specs = params_of(TopLevel)
+    sections = {s: chk.mapping((s,), raw.pop(s, None)) for s in SECTION_ORDER}
+    out = chk.fill((), raw, {**top_specs, **{s: ParamSpec(s, dict, {}) for s in SECTION_ORDER}},
+                   "a recipe (top level)")
+    for s in SECTION_ORDER:
+        out.pop(s, None)
+    if not out.get("name"):
+        out["name"] = Path(source).stem
+    if not DEVICE_RE.fullmatch(out.get("device", "auto")):
+        chk.add(("device",), f"{DEVICE_HELP}, got {out['device']!r}.")
+    if "duration" in out and Time.parse(out["duration"]).unit == "dur":
+        chk.add(("duration",), "the run's duration cannot be given in 'dur'; use 'ep', 'ba' or 'sp'.")
+    elif "duration" in out and Time.parse(out["duration"]).value == 0:
+        chk.add(("duration",), "must be greater than 0.")
+
+    out["data"] = chk.component("data", sections["data"], DataSection, DATASETS, "dataset")
+    model_raw = sections["model"]
+    if str(model_raw.get("name", "")).startswith(EXTERNAL_MODEL_PREFIXES):
+        out["model"] = _external_model(chk, model_raw)
+    else:
+        out["model"] = chk.component("model", model_raw, ModelSection, MODELS, "name")
+    out["optimizer"] = chk.component("optimizer", sections["optimizer"], OptimizerSection,
+                                     OPTIMIZERS, "name")
+    out["schedule"] = chk.component("schedule", sections["schedule"], ScheduleSection,
+                                    SCHEDULES, "name")
+    out["eval"] = chk.fill(("eval",), sections["eval"], params_of(EvalSection), "eval")
+
+    methods: dict[str, Any] = {}
+    for mname, mraw in sections["methods"].items():
+        path = ("methods", str(mname))
+        if mname not in METHODS:
+            chk.add(path, f"unknown method '{mname}'. Known: {', '.join(METHODS.names())}."
+                    + suggest(str(mname), METHODS.names()) + " See 'trainbench list methods'.")
+            continue
+        if mraw is False:  # 'methods.x: false' switches off a method set by a base recipe
+            continue
+        if mraw is True:
+            mraw = {}
+        methods[mname] = chk.fill(path, chk.mapping(path, mraw), params_of(METHODS.get(mname)),
+                                  f"method '{mname}'")
+    out["methods"] = methods
+
+    if not chk.problems:  # cross-field checks need well-typed values
+        for registry, section in ((SCHEDULES, out["schedule"]),):
+            for path, msg in getattr(registry.get(section["name"]), "check_recipe", _none)(out):
+                chk.add(path, msg)
+        for mname in methods:
+            for path, msg in getattr(METHODS.get(mname), "check_recipe", _none)(out):
+                chk.add(path, msg)
+    if chk.problems:
+        raise RecipeError(chk.problems)
+    return out
+
+
+def _none(_recipe: dict[str, Any]) -> Iterable[tuple[Path_, str]]:
+    return ()
+
+
+# --- the public API ---
+
+
+@dataclass
+class Recipe:
+    """A fully resolved recipe: every field present, values in canonical YAML form."""
+
+    data: dict[str, Any]
+    source: str
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def seed(self) -> int:
+        return self.data["seed"]
+
+    def with_seed(self, seed: int) -> Recipe:
+        return Recipe({**copy.deepcopy(self.data), "seed": seed}, self.source)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.data, sort_keys=False, default_flow_style=None)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Load, merge, override, validate. Raises InputError (RecipeError for field problems)."""
+    path = Path(path)
+    raw, lines = _load_with_extends(path)
+    for item in overrides:
+        key, value = parse_override(item)
+        apply_override(raw, key, value)
+        lines[key] = Origin(f"--set {item}")
+    return Recipe(resolve(raw, lines, str(path)), str(path))

@@ -1,0 +1,145 @@
+"""The run directory: ``recipe.yaml``, ``meta.json``, ``points.csv``, ``curve.png``.
+
+``meta.json`` and ``recipe.yaml`` are replaced atomically (temp file + rename), so a reader
+never sees half a file. ``points.csv`` is append-only and flushed per row, so an
+interrupted run keeps every point it measured; readers skip a torn last line.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "lr", "train_loss", "test_loss",
+                 "test_acc", "test_ece", "curve")
+STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("trainbench", "torch", "torchvision", "timm"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else str(v)
+    return str(v)
+
+
+class PointsWriter:
+    """Appends rows to points.csv, one flush + fsync per row (rows are rare: eval points)."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.columns = columns
+        new = not path.exists() or path.stat().st_size == 0
+        self._f = path.open("a", newline="")
+        if new:
+            self._write(columns)
+
+    def _write(self, values: list[str]) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        self._f.write(buf.getvalue())
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def append(self, row: dict[str, Any]) -> None:
+        self._write([_fmt(row.get(c, "")) for c in self.columns])
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class RunDir:
+    """One run (recipe x seed) on disk."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.recipe_path = self.path / "recipe.yaml"
+        self.meta_path = self.path / "meta.json"
+        self.points_path = self.path / "points.csv"
+        self.curve_path = self.path / "curve.png"
+
+    def exists(self) -> bool:
+        return self.meta_path.exists()
+
+    def start(self, recipe_yaml: str, meta: dict[str, Any]) -> None:
+        """Create the directory afresh: recipe, meta with status 'running', no points."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.points_path.unlink(missing_ok=True)
+        self.curve_path.unlink(missing_ok=True)
+        atomic_write_text(self.recipe_path, recipe_yaml)
+        self._meta = {"status": "running", **meta, "start_time": now(), "end_time": None,
+                      "versions": versions(), "command": " ".join(sys.argv)}
+        atomic_write_text(self.meta_path, json.dumps(self._meta, indent=2) + "\n")
+
+    def update_meta(self, **fields: Any) -> None:
+        if not hasattr(self, "_meta"):
+            self._meta = self.read_meta()
+        self._meta.update(fields)
+        if fields.get("status") not in (None, "running"):
+            self._meta["end_time"] = now()
+        atomic_write_text(self.meta_path, json.dumps(self._meta, indent=2) + "\n")
+
+    def read_meta(self) -> dict[str, Any]:
+        return json.loads(self.meta_path.read_text())
+
+    def points_writer(self, columns: list[str]) -> PointsWriter:
+        return PointsWriter(self.points_path, columns)
+
+    def read_points(self) -> list[dict[str, float]]:
+        return read_points(self.points_path)
+
+
+def read_points(path: Path) -> list[dict[str, float]]:
+    """Rows of a points.csv as floats; a torn (incomplete) last line is skipped."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines = lines[:-1]  # the writer died mid-row
+    rows = list(csv.reader(lines))
+    if not rows:
+        return []
+    header, out = rows[0], []
+    for r in rows[1:]:
+        if len(r) != len(header):
+            continue
+        try:
+            out.append({k: float(v) if v != "" else math.nan for k, v in zip(header, r)})
+        except ValueError:
+            continue
+    return out

@@ -1,0 +1,51 @@
+"""Smoke mode (``trainbench run --smoke``): any recipe shrunk to seconds on a CPU.
+
+Time is dilated rather than cut: an epoch becomes at most two steps and the whole run at
+most ``MAX_STEPS`` steps, with 'ba'/'sp' times scaled by the same factor, so every phase of
+the schedule (warmup, each cycle) and every method event still happens, at least one step
+each. The data is a small subset -- or synthetic images of the same shape when the
+dataset's files are absent -- with small batches and a small evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainbench.data import DATASETS, ImageData, check_dataset, dataset_shape
+from trainbench.errors import DataMissingError
+from trainbench.registry import instantiate
+from trainbench.timeunits import Clock
+
+MAX_STEPS = 24
+MAX_STEPS_PER_EPOCH = 2.0
+BATCH_SIZE = 16
+TRAIN_IMAGES = 64
+TEST_IMAGES = 64
+
+
+def smoke_clock(duration: str, batch_size: int, real_train_size: int) -> Clock:
+    real_spe = max(real_train_size // batch_size, 1)
+    total_real = Clock(real_spe, batch_size).steps(duration)
+    epochs = total_real / real_spe
+    spe = min(MAX_STEPS_PER_EPOCH, MAX_STEPS / max(epochs, 1e-9))
+    total = max(1, round(epochs * spe))
+    return Clock(spe, batch_size, total, batch_scale=spe / real_spe)
+
+
+def smoke_data(section: dict[str, Any], seed: int) -> tuple[ImageData, bool]:
+    """A small subset of the dataset, or same-shape synthetic data if its files are absent.
+    Returns the data and whether it is synthetic."""
+    name = section["dataset"]
+    try:
+        check_dataset(name, section)
+        data = instantiate(DATASETS.get(name), section)
+        synthetic = False
+    except DataMissingError:
+        shape = dataset_shape(name, section)
+        data = DATASETS.get("synthetic")(
+            num_classes=shape.num_classes, channels=shape.channels, image_size=shape.size,
+            train_size=TRAIN_IMAGES, test_size=TEST_IMAGES, seed=seed)
+        synthetic = True
+    return ImageData(data.train_x[:TRAIN_IMAGES], data.train_y[:TRAIN_IMAGES],
+                     data.test_x[:TEST_IMAGES], data.test_y[:TEST_IMAGES],
+                     data.num_classes), synthetic
