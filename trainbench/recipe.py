@@ -469,6 +469,14 @@ def _none(_recipe: dict[str, Any]) -> Iterable[tuple[Path_, str]]:
 # --- the public API ---
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block-style sections, flow-style lists: ``augment: [random_crop, hflip]``."""
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v,
+                                                                flow_style=True))
+
+
 @dataclass
 class Recipe:
     """A fully resolved recipe: every field present, values in canonical YAML form."""
@@ -488,7 +496,7 @@ class Recipe:
         return Recipe({**copy.deepcopy(self.data), "seed": seed}, self.source)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.data, sort_keys=False, default_flow_style=None)
+        return yaml.dump(self.data, Dumper=_Dumper, sort_keys=False, width=100)
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
