@@ -86,6 +86,7 @@ class ExternalModel:
 
 SECTION_ORDER = ("data", "model", "optimizer", "schedule", "eval", "methods")
 EXTERNAL_MODEL_PREFIXES = ("timm:", "torchvision:")
+LIST_NAMES = {"data": "datasets", "model": "models", "optimizer": "optimizers", "schedule": "schedules"}
 
 
 # --- problems and their origins ---
@@ -280,7 +281,13 @@ def coerce(hint: Any, value: Any) -> Any:
     if origin is list:
         if not isinstance(value, list):
             raise _Bad(f"expected {_describe(hint)}, got {value!r}")
-        return [coerce(args[0], v) for v in value] if args else list(value)
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(coerce(args[0], v))
+            except _Bad as e:
+                raise _Bad(f"item {i}: {e}") from None
+        return out
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
             raise _Bad(f"expected a mapping, got {value!r}")
@@ -366,9 +373,12 @@ class _Checker:
             self.add((*path, key), f"expected a name, got {name!r}.")
             return {}
         if name not in registry:
-            self.add((*path, key), f"unknown {registry.kind} '{name}'. "
-                     f"Known: {', '.join(registry.names())}." + suggest(name, registry.names())
-                     + f" See 'trainbench list {section if section != 'data' else 'datasets'}'.")
+            known = ", ".join(registry.names())
+            if section == "model":
+                known += ", or timm:<name> / torchvision:<name>"
+            self.add((*path, key), f"unknown {registry.kind} '{name}'. Known: {known}."
+                     + suggest(name, registry.names())
+                     + f" See 'trainbench list {LIST_NAMES[section]}'.")
             return {}
         specs = {**common_specs, **params_of(registry.get(name))}
         return self.fill(path, raw, specs, f"{registry.kind} '{name}'")
