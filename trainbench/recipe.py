@@ -176,6 +176,23 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+SELECTORS = {"data": ("dataset", DataSection), "model": ("name", ModelSection),
+             "optimizer": ("name", OptimizerSection), "schedule": ("name", ScheduleSection)}
+
+
+def drop_switched_params(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """When ``over`` switches a section to another component (another model, dataset,
+    optimizer or schedule), the base's parameters for the old component no longer apply:
+    keep only the section's common keys (e.g. data.batch_size) from the base."""
+    out = dict(base)
+    for section, (key, common) in SELECTORS.items():
+        old, new = base.get(section), over.get(section)
+        if isinstance(old, dict) and isinstance(new, Mapping) and key in new \
+                and old.get(key, params_of(common)[key].default) != new[key]:
+            out[section] = {k: v for k, v in old.items() if k in params_of(common)}
+    return out
+
+
 def _load_with_extends(
     path: Path, stack: tuple[Path, ...] = ()
 ) -> tuple[dict[str, Any], dict[Path_, Origin]]:
@@ -200,7 +217,7 @@ def _load_with_extends(
         merged = deep_merge(merged, praw)
         merged_lines.update(plines)
     merged_lines.update(lines)
-    return deep_merge(merged, raw), merged_lines
+    return deep_merge(drop_switched_params(merged, raw), raw), merged_lines
 
 
 def parse_override(item: str) -> tuple[Path_, Any]:
@@ -231,6 +248,9 @@ def apply_override(raw: dict[str, Any], path: Path_, value: Any) -> None:
 
 
 # --- validation ---
+
+
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 class _Bad(Exception):
@@ -306,6 +326,8 @@ def coerce(hint: Any, value: Any) -> Any:
     elif hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
+            return float(value)  # PyYAML reads 1e-3 (no dot) as a string: accept it
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -315,9 +337,17 @@ def coerce(hint: Any, value: Any) -> Any:
 
 
 def _yamlable_default(spec: ParamSpec) -> Any:
-    d = spec.default
+    return _yamlable(spec.default)
+
+
+def _yamlable(d: Any) -> Any:
+    """A default in canonical YAML form: times as strings, also inside lists and mappings."""
     if isinstance(d, Time):
         return str(d)
+    if isinstance(d, list | tuple):
+        return [_yamlable(v) for v in d]
+    if isinstance(d, dict):
+        return {k: _yamlable(v) for k, v in d.items()}
     return copy.deepcopy(d)
 
 
@@ -461,7 +491,7 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
     out["methods"] = methods
 
     if not chk.problems:  # cross-field checks need well-typed values
-        for registry, section in ((SCHEDULES, out["schedule"]),):
+        for registry, section in ((OPTIMIZERS, out["optimizer"]), (SCHEDULES, out["schedule"])):
             for path, msg in getattr(registry.get(section["name"]), "check_recipe", _none)(out):
                 chk.add(path, msg)
         for mname in methods:
@@ -516,8 +546,12 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Load, merge, override, validate. Raises InputError (RecipeError for field problems)."""
     path = Path(path)
     raw, lines = _load_with_extends(path)
-    for item in overrides:
-        key, value = parse_override(item)
+    parsed = [(item, *parse_override(item)) for item in overrides]
+    # Component switches first, so '--set model.width=8 --set model.name=x' keeps width.
+    parsed.sort(key=lambda o: not (len(o[1]) == 2 and SELECTORS.get(o[1][0], ("",))[0] == o[1][1]))
+    for item, key, value in parsed:
+        if len(key) == 2 and key[0] in SELECTORS and SELECTORS[key[0]][0] == key[1]:
+            raw = drop_switched_params(raw, {key[0]: {key[1]: value}})
         apply_override(raw, key, value)
         lines[key] = Origin(f"--set {item}")
     return Recipe(resolve(raw, lines, str(path)), str(path))

@@ -7,6 +7,7 @@ source of truth for what a recipe section may contain.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import types
@@ -38,10 +39,14 @@ def params_of(factory: Callable[..., Any]) -> dict[str, ParamSpec]:
     """The keyword-only parameters of ``factory`` (a function or a class), in order."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     hints = typing.get_type_hints(target, include_extras=True)
+    # a dataclass field with default_factory shows a sentinel as its __init__ default
+    factories = {f.name: f.default_factory for f in dataclasses.fields(factory)
+                 if f.default_factory is not dataclasses.MISSING} if dataclasses.is_dataclass(factory) else {}
     out = {}
     for p in inspect.signature(factory).parameters.values():
         if p.kind is inspect.Parameter.KEYWORD_ONLY:
-            out[p.name] = ParamSpec(p.name, hints.get(p.name, Any), p.default)
+            default = factories[p.name]() if p.name in factories else p.default
+            out[p.name] = ParamSpec(p.name, hints.get(p.name, Any), default)
     return out
 
 

@@ -1,0 +1,127 @@
+"""How much does trainbench's loop cost over a minimal hand-written PyTorch loop?
+
+Both loops train the same model (same init), on the same data tensors held on the device,
+with the same batch size, optimizer and LR schedule, for the same number of steps. They run
+interleaved in one process (raw, trainbench, raw, trainbench, ...) after a warm-up round,
+because these machines are noisy and only side-by-side ratios mean anything. trainbench's
+time is its own ``train_time_s`` (training only); the raw loop is timed the same way
+(perf_counter around the step loop, device-synchronised at the end).
+
+    python benchmarks/overhead.py                        # CPU: digits, small_cnn
+    python benchmarks/overhead.py --device cuda --model resnet9 --dataset synthetic \\
+        --batch-size 512 --steps 300                     # GPU: CIFAR-shaped synthetic data
+    python benchmarks/overhead.py --methods mixup,cutmix,label_smoothing,ema
+
+Prints per-round throughputs and ``throughput ratio trainbench/raw`` (median over rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from trainbench.engine import load_data, resolve_device, seed_everything, sync, train
+from trainbench.models import build_model
+from trainbench.optim import build_optimizer
+from trainbench.recipe import Recipe, load_recipe
+from trainbench.results import RunDir
+from trainbench.schedules import build_schedule
+from trainbench.timeunits import Clock
+
+
+def make_recipe(args: argparse.Namespace, steps: int) -> Recipe:
+    sets = [
+        f"data.dataset={args.dataset}", f"data.batch_size={args.batch_size}", "data.augment=[]",
+        f"model.name={args.model}", f"duration={steps}ba", "eval.every=null",
+        f"device={args.device}", f"precision={args.precision}",
+    ]
+    if args.dataset == "synthetic":
+        sets += ["data.train_size=10000", "data.test_size=1000"]
+    for m in filter(None, args.methods.split(",")):
+        sets.append(f"methods.{m}={{}}")
+    return load_recipe(Path(__file__).parent.parent / "recipes" / "quickstart.yaml", sets)
+
+
+def raw_loop(recipe: Recipe, steps: int) -> float:
+    """The minimal loop a user would write by hand; returns steps per second."""
+    r = recipe.data
+    dev = resolve_device(r["device"])
+    seed_everything(recipe.seed)
+    images, _, _ = load_data(recipe, smoke=False)
+    x_all = images.train_x.to(dev).float() / 255
+    mean = x_all.mean((0, 2, 3), keepdim=True)
+    std = x_all.std((0, 2, 3), keepdim=True)
+    x_all = (x_all - mean) / std
+    y_all = images.train_y.to(dev)
+    model = build_model(r["model"], x_all.shape[1], images.num_classes).to(dev)
+    opt = build_optimizer(model, r["optimizer"])
+    bs = r["data"]["batch_size"]
+    spe = len(y_all) // bs
+    sched = build_schedule(r["schedule"]).bind(Clock(spe, bs, steps), r["optimizer"]["lr"])
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, sched.factor)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r["precision"])
+    model.train()
+    perm = torch.randperm(len(y_all), device=dev)
+    sync(dev)
+    t0 = time.perf_counter()
+    for step in range(steps):
+        i = step % spe
+        if i == 0:
+            perm = torch.randperm(len(y_all), device=dev)
+        idx = perm[i * bs:(i + 1) * bs]
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+        loss.backward()
+        opt.step()
+        lr_sched.step()
+    sync(dev)
+    return steps / (time.perf_counter() - t0)
+
+
+def trainbench_loop(recipe: Recipe, steps: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunDir(tmp)
+        run.start(recipe.to_yaml(), {})
+        outcome = train(recipe, run)
+    assert outcome.status == "completed", outcome.message
+    return steps / outcome.points[-1]["train_time_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--model", default="small_cnn")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--methods", default="", help="comma-separated methods to switch on in trainbench")
+    args = ap.parse_args()
+    recipe = make_recipe(args, args.steps)
+    dev = resolve_device(args.device)
+    print(f"device={dev} dataset={args.dataset} model={args.model} batch={args.batch_size} "
+          f"steps={args.steps} precision={args.precision} methods={args.methods or '-'} "
+          f"threads={torch.get_num_threads()} torch={torch.__version__}")
+    warm = max(args.steps // 4, 10)  # warm-up round: allocator, cuDNN autotune, lazy init
+    raw_loop(recipe, warm)
+    trainbench_loop(make_recipe(args, warm), warm)
+    ratios = []
+    for k in range(args.rounds):
+        raw = raw_loop(recipe, args.steps)
+        tb = trainbench_loop(recipe, args.steps)
+        ratios.append(tb / raw)
+        print(f"round {k + 1}: raw {raw:8.1f} steps/s   trainbench {tb:8.1f} steps/s   ratio {tb / raw:.3f}")
+    print(f"throughput ratio trainbench/raw = {statistics.median(ratios):.3f} "
+          f"(median of {args.rounds}; min {min(ratios):.3f}, max {max(ratios):.3f})")
+
+
+if __name__ == "__main__":
+    main()
