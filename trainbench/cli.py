@@ -184,7 +184,7 @@ def validate(
     except InputError as e:
         if check_data:
             raise _fail(e) from None
-        err.print(f"[yellow]note:[/] the recipes are valid, but `run` would stop here: {e}",
+        err.print(f"[yellow]note:[/] the recipes are valid, but `run` would stop here: {escape(str(e))}",
                   highlight=False)
 
 

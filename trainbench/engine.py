@@ -157,7 +157,8 @@ def evaluate(model: nn.Module, data: DeviceData, autocast: Callable[[], Any]) ->
         conf, pred = logits.softmax(1).max(1)
         hit = (pred == y).float()
         correct += hit.sum()
-        b = (conf * ECE_BINS).long().clamp_(max=ECE_BINS - 1)
+        # nan_to_num: a model that has just diverged gives NaN confidences; bin them at 0.
+        b = (conf * ECE_BINS).nan_to_num_(0).long().clamp_(0, ECE_BINS - 1)
         bin_n.index_add_(0, b, torch.ones_like(conf))
         bin_conf.index_add_(0, b, conf)
         bin_correct.index_add_(0, b, hit)

@@ -30,13 +30,7 @@ def test_small_builtins_give_logits(name: str, in_chans: int, size: int) -> None
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("in_chans", [1, 3])
-def test_resnet18_cifar_gives_logits_at_32(in_chans: int) -> None:
-    model = build_model({"name": "resnet18_cifar"}, in_chans, 10)
-    assert logits(model, in_chans, 32).shape == (2, 10)
-
-
-def test_resnet18_cifar_stem_keeps_resolution() -> None:
+def test_resnet18_cifar_stem_keeps_resolution_rgb() -> None:
     model = build_model({"name": "resnet18_cifar"}, 3, 10)
     conv1 = model.conv1
     assert isinstance(conv1, nn.Conv2d)
@@ -47,15 +41,16 @@ def test_resnet18_cifar_stem_keeps_resolution() -> None:
     seen: dict[str, tuple[int, ...]] = {}
     model.maxpool.register_forward_hook(lambda m, i, o: seen.__setitem__("stem", tuple(o.shape)))
     model.layer1.register_forward_hook(lambda m, i, o: seen.__setitem__("layer1", tuple(o.shape)))
-    logits(model, 3, 32)
+    assert logits(model, 3, 32).shape == (2, 10)
     assert seen["stem"] == (2, 64, 32, 32)
     assert seen["layer1"] == (2, 64, 32, 32)
 
 
-def test_resnet18_cifar_one_channel_stem() -> None:
+def test_resnet18_cifar_grey() -> None:
     model = build_model({"name": "resnet18_cifar"}, 1, 5)
-    assert model.conv1.in_channels == 1
-    assert model.conv1.weight.shape == (64, 1, 3, 3)
+    assert model.conv1.weight.shape == (64, 1, 3, 3) and model.conv1.stride == (1, 1)
+    assert isinstance(model.maxpool, nn.Identity)
+    assert logits(model, 1, 32).shape == (2, 5)
 
 
 def small_cnn_count(c: int, w: int, k: int) -> int:
@@ -73,7 +68,8 @@ def resnet9_count(c: int, w: int, k: int) -> int:
 
 @pytest.mark.parametrize("width", [4, 8, 16])
 def test_width_sets_parameter_count(width: int) -> None:
-    assert n_params(build_model({"name": "small_cnn", "width": width}, 3, 10)) == small_cnn_count(3, width, 10)
+    cnn = build_model({"name": "small_cnn", "width": width}, 3, 10)
+    assert n_params(cnn) == small_cnn_count(3, width, 10)
     assert n_params(build_model({"name": "resnet9", "width": width}, 1, 10)) == resnet9_count(1, width, 10)
 
 
@@ -91,10 +87,17 @@ def test_timm_model_with_kwargs() -> None:
     assert logits(model, 1, 32).shape == (2, 6)
 
 
-@pytest.mark.parametrize("in_chans", [1, 3])
-def test_torchvision_model(in_chans: int) -> None:
-    model = build_model({"name": "torchvision:resnet18", "kwargs": {}}, in_chans, 4)
-    assert logits(model, in_chans, 32).shape == (2, 4)
+def test_torchvision_model_rgb() -> None:
+    model = build_model({"name": "torchvision:resnet18", "kwargs": {}}, 3, 4)
+    assert type(model).__name__ == "ResNet" and model.conv1.in_channels == 3  # no wrapper for RGB
+    assert logits(model, 3, 32).shape == (2, 4)
+
+
+def test_torchvision_kwargs_are_passed() -> None:
+    model = build_model({"name": "torchvision:resnet18", "kwargs": {"zero_init_residual": True}}, 3, 4)
+    blocks = [*model.layer1, *model.layer4]
+    assert all(torch.count_nonzero(b.bn2.weight) == 0 for b in blocks)
+    assert torch.count_nonzero(model.bn1.weight) == 64  # only the residual branches are zeroed
 
 
 def test_torchvision_grey_input_repeats_channel() -> None:
@@ -106,6 +109,7 @@ def test_torchvision_grey_input_repeats_channel() -> None:
     with torch.no_grad():
         out = model(x)
         expected = inner(torch.cat([x, x, x], dim=1))
+    assert out.shape == (2, 4)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 

@@ -1,0 +1,132 @@
+"""The training loop: determinism, evaluation points, timing, divergence, precision, metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from trainbench.data import ImageData
+from trainbench.data.loader import DeviceData
+from trainbench.engine import eval_steps, evaluate, make_clock, run_recipe
+from trainbench.recipe import load_recipe
+from trainbench.results import RunDir
+
+QUICKSTART = Path(__file__).parent.parent / "recipes" / "quickstart.yaml"
+SHORT = ["duration=3ep", "eval.every=1ep"]
+
+
+def _run(tmp_path: Path, name: str, sets: list[str]):
+    recipe = load_recipe(QUICKSTART, sets)
+    run = RunDir(tmp_path / name)
+    return run_recipe(recipe, run), run
+
+
+def test_same_seed_gives_identical_points(tmp_path: Path) -> None:
+    a, run_a = _run(tmp_path, "a", SHORT)
+    b, run_b = _run(tmp_path, "b", SHORT)
+    assert a.status == b.status == "completed"
+    pa, pb = run_a.read_points(), run_b.read_points()
+    assert len(pa) == len(pb) == 3
+    for ra, rb in zip(pa, pb):
+        assert {k: v for k, v in ra.items() if k != "train_time_s"} == \
+               {k: v for k, v in rb.items() if k != "train_time_s"}
+    c, run_c = _run(tmp_path, "c", [*SHORT, "seed=1"])
+    assert run_c.read_points()[-1]["train_loss"] != pa[-1]["train_loss"]
+
+
+def test_points_fall_on_eval_steps_with_curve_at_the_end(tmp_path: Path) -> None:
+    outcome, run = _run(tmp_path, "r", SHORT)
+    points = run.read_points()
+    spe = 1437 // 64  # digits training set, quickstart batch size
+    assert [p["step"] for p in points] == [spe, 2 * spe, 3 * spe]
+    assert [p["epoch"] for p in points] == [1.0, 2.0, 3.0]
+    assert [p["samples"] for p in points] == [spe * 64, 2 * spe * 64, 3 * spe * 64]
+    assert [p["curve"] for p in points] == [0, 0, 1]
+    assert points[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine ends at min_lr
+    times = [p["train_time_s"] for p in points]
+    assert all(0 < t1 < t2 for t1, t2 in zip(times, times[1:]))
+    for p in points:
+        assert 0 <= p["test_acc"] <= 1 and 0 <= p["test_ece"] <= 1 and p["test_loss"] > 0
+    meta = run.read_meta()
+    assert meta["status"] == "completed" and meta["total_steps"] == 3 * spe
+    assert meta["end_time"] and meta["versions"]["torch"] == metadata.version("torch")
+    assert run.curve_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_steps_include_final_and_curve_points() -> None:
+    recipe = load_recipe(QUICKSTART, ["duration=50ba", "eval.every=20ba"])
+    clock = make_clock(recipe, 1437, smoke=False)
+    assert eval_steps(recipe, clock, [35]) == [20, 35, 40, 50]
+    recipe = load_recipe(QUICKSTART, ["duration=50ba", "eval.every=null"])
+    assert eval_steps(recipe, clock, [50]) == [50]
+
+
+def test_divergence_stops_keeps_points_and_marks_run(tmp_path: Path) -> None:
+    outcome, run = _run(tmp_path, "d", ["optimizer.lr=1e4", "duration=3ep", "eval.every=1ba"])
+    assert outcome.status == "diverged"
+    assert "training loss became nan" in outcome.message or "inf" in outcome.message
+    meta = run.read_meta()
+    assert meta["status"] == "diverged" and meta["message"] == outcome.message
+    points = run.read_points()
+    # every point measured before divergence is on disk
+    assert [(p["step"], p["train_loss"]) for p in points] == \
+           [(p["step"], p["train_loss"]) for p in outcome.points]
+    assert len(points) < 66  # stopped early (66 steps in the full run)
+    assert all(math.isfinite(p["train_loss"]) for p in points)
+
+
+def test_label_smoothing_method_changes_the_loss(tmp_path: Path) -> None:
+    _, plain = _run(tmp_path, "plain", SHORT)
+    _, smooth = _run(tmp_path, "ls", [*SHORT, "methods.label_smoothing.smoothing=0.2"])
+    # With smoothing e over K=10 classes the loss cannot fall below the smoothed targets'
+    # entropy: -(1-e+e/K) ln(1-e+e/K) - (K-1)(e/K) ln(e/K) = 0.809 for e=0.2.
+    floor = -(0.82 * math.log(0.82) + 9 * 0.02 * math.log(0.02))
+    assert smooth.read_points()[-1]["train_loss"] > floor
+    assert plain.read_points()[-1]["train_loss"] < floor / 2
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_on_cpu(tmp_path: Path, precision: str) -> None:
+    outcome, run = _run(tmp_path, precision, ["duration=10ba", f"precision={precision}"])
+    assert outcome.status == "completed", outcome.message
+    (p,) = run.read_points()
+    assert math.isfinite(p["train_loss"]) and p["test_acc"] > 0.1
+
+
+def test_failed_run_keeps_traceback_and_status(tmp_path: Path) -> None:
+    # A ViT built for 224x224 images fails on 8x8 digits inside the step loop.
+    outcome, run = _run(tmp_path, "f", ["model.name=timm:vit_tiny_patch16_224", "duration=2ba"])
+    assert outcome.status == "failed"
+    assert "error.log" in outcome.message
+    assert "Traceback" in (run.path / "error.log").read_text()
+    assert run.read_meta()["status"] == "failed"
+
+
+def test_evaluate_accuracy_loss_and_ece_exactly() -> None:
+    # Four test images; a fake model returns fixed logits, so every metric is hand-computable.
+    x = torch.arange(4, dtype=torch.uint8).view(4, 1, 1, 1)
+    y = torch.tensor([0, 1, 1, 0])
+    data = DeviceData(ImageData(x, y, x, y, 2), torch.device("cpu"), batch_size=2,
+                      eval_batch_size=3, augment=[], crop_padding=0, normalize=False, seed=0)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, 0.5]])
+
+    class Fixed(nn.Module):
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            return logits[(inp.view(-1) * 255).round().long()]  # inputs arrive as x/255
+
+    out = evaluate(Fixed(), data, contextlib.nullcontext)
+    probs = logits.softmax(1)
+    conf, pred = probs.max(1)
+    hit = (pred == y).float()  # [1, 1, 0, 0]
+    assert out["test_acc"] == pytest.approx(0.5)
+    assert out["test_loss"] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+    # 15 equal-width confidence bins; ECE = sum over bins of |acc - conf| * n_bin / N.
+    bins = (conf * 15).long().clamp(max=14)
+    ece = sum(abs(hit[bins == b].sum() - conf[bins == b].sum()).item() for b in bins.unique()) / 4
+    assert out["test_ece"] == pytest.approx(ece, rel=1e-6)

@@ -1,0 +1,106 @@
+"""`trainbench run` end to end: the quickstart, several recipes and seeds, exit codes, smoke."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from trainbench.cli import app
+from trainbench.recipe import load_recipe
+from trainbench.results import read_points
+
+ROOT = Path(__file__).parent.parent
+RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_quickstart_end_to_end(tmp_path: Path) -> None:
+    result = invoke("run", ROOT / "recipes" / "quickstart.yaml", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "quickstart" / "seed0"
+    assert {p.name for p in run.iterdir()} >= {"recipe.yaml", "meta.json", "points.csv", "curve.png"}
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["smoke"] is False
+    points = read_points(run / "points.csv")
+    assert points[-1]["test_acc"] >= 0.97  # the quickstart's promise
+    assert points[-1]["curve"] == 1
+    assert "completed" in result.output and "quickstart" in result.output
+    # recipe.yaml is exactly the resolved recipe and re-runs as is.
+    again = load_recipe(run / "recipe.yaml")
+    assert again.data == load_recipe(ROOT / "recipes" / "quickstart.yaml").data
+
+
+def test_several_recipes_seeds_skip_and_force(tmp_path: Path) -> None:
+    r = ROOT / "recipes" / "digits" / "baseline.yaml"
+    ls = ROOT / "recipes" / "digits" / "label_smoothing.yaml"
+    args = ("run", r, ls, "--seeds", "2", "--set", "duration=20ba", "--set", "eval.every=null",
+            "--out", tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    dirs = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/seed*"))
+    assert dirs == ["digits-baseline/seed0", "digits-baseline/seed1",
+                    "digits-label-smoothing/seed0", "digits-label-smoothing/seed1"]
+    assert yaml.safe_load((tmp_path / "digits-baseline/seed1/recipe.yaml").read_text())["seed"] == 1
+    before = (tmp_path / "digits-baseline/seed0/meta.json").read_text()
+    again = invoke(*args)
+    assert again.exit_code == 0
+    assert again.output.count("already completed") == 4
+    assert (tmp_path / "digits-baseline/seed0/meta.json").read_text() == before  # untouched
+    forced = invoke(*args, "--force", "--seed", "0", "--seeds", "1")
+    assert forced.exit_code == 0 and "already completed" not in forced.output
+    assert (tmp_path / "digits-baseline/seed0/meta.json").read_text() != before
+
+
+def test_diverged_run_exits_1_and_the_next_recipe_still_runs(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"extends: {ROOT / 'recipes' / 'quickstart.yaml'}\nname: boom\n"
+                   "optimizer: {lr: 1.0e+4}\nduration: 2ep\n")
+    good = ROOT / "recipes" / "quickstart.yaml"
+    result = invoke("run", bad, good, "--set", "duration=2ep", "--out", tmp_path / "runs")
+    assert result.exit_code == 1, result.output
+    assert json.loads((tmp_path / "runs/boom/seed0/meta.json").read_text())["status"] == "diverged"
+    assert json.loads((tmp_path / "runs/quickstart/seed0/meta.json").read_text())["status"] == "completed"
+    assert "diverged" in result.output
+
+
+def test_existing_unfinished_run_is_refused_before_training(tmp_path: Path) -> None:
+    run = tmp_path / "quickstart" / "seed0"
+    run.mkdir(parents=True)
+    (run / "meta.json").write_text(json.dumps({"status": "failed"}))
+    result = invoke("run", ROOT / "recipes" / "quickstart.yaml", "--out", tmp_path)
+    assert result.exit_code == 2
+    assert "status 'failed'" in result.output and "--force" in result.output
+    assert not (run / "points.csv").exists()
+
+
+def test_unwritable_output_is_bad_input(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = invoke("run", ROOT / "recipes" / "quickstart.yaml", "--out", blocker / "runs")
+    assert result.exit_code == 2 and "--out" in result.output
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.relative_to(ROOT / "recipes").as_posix())
+def test_every_shipped_recipe_validates(recipe: Path) -> None:
+    result = invoke("validate", recipe)
+    assert result.exit_code == 0, result.output
+
+
+def test_every_shipped_recipe_smoke_runs(tmp_path: Path) -> None:
+    result = invoke("run", *RECIPES, "--smoke", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    metas = [json.loads(p.read_text()) for p in tmp_path.glob("*/seed*-smoke/meta.json")]
+    assert len(metas) == len({load_recipe(r).name for r in RECIPES})
+    for meta in metas:
+        assert meta["status"] == "completed" and meta["smoke"] is True, meta
+        assert meta["total_steps"] <= 24
+    cifar = json.loads((tmp_path / "cifar10-baseline/seed0-smoke/meta.json").read_text())
+    assert cifar["synthetic_data"] is True  # no CIFAR files here: same-shape synthetic stand-in
