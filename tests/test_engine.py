@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from importlib import metadata
 from pathlib import Path
@@ -33,15 +34,15 @@ def test_same_seed_gives_identical_points(tmp_path: Path) -> None:
     assert a.status == b.status == "completed"
     pa, pb = run_a.read_points(), run_b.read_points()
     assert len(pa) == len(pb) == 3
-    for ra, rb in zip(pa, pb):
+    for ra, rb in zip(pa, pb, strict=True):
         assert {k: v for k, v in ra.items() if k != "train_time_s"} == \
                {k: v for k, v in rb.items() if k != "train_time_s"}
-    c, run_c = _run(tmp_path, "c", [*SHORT, "seed=1"])
+    _, run_c = _run(tmp_path, "c", [*SHORT, "seed=1"])
     assert run_c.read_points()[-1]["train_loss"] != pa[-1]["train_loss"]
 
 
 def test_points_fall_on_eval_steps_with_curve_at_the_end(tmp_path: Path) -> None:
-    outcome, run = _run(tmp_path, "r", SHORT)
+    _, run = _run(tmp_path, "r", SHORT)
     points = run.read_points()
     spe = 1437 // 64  # digits training set, quickstart batch size
     assert [p["step"] for p in points] == [spe, 2 * spe, 3 * spe]
@@ -50,7 +51,7 @@ def test_points_fall_on_eval_steps_with_curve_at_the_end(tmp_path: Path) -> None
     assert [p["curve"] for p in points] == [0, 0, 1]
     assert points[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine ends at min_lr
     times = [p["train_time_s"] for p in points]
-    assert all(0 < t1 < t2 for t1, t2 in zip(times, times[1:]))
+    assert all(0 < t1 < t2 for t1, t2 in itertools.pairwise(times))
     for p in points:
         assert 0 <= p["test_acc"] <= 1 and 0 <= p["test_ece"] <= 1 and p["test_loss"] > 0
     meta = run.read_meta()

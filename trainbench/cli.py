@@ -66,8 +66,7 @@ class RichProgress:
         self.bar: Any = None
 
     def start(self, total_steps: int, clock: Clock) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.clock = clock
         self.bar = Progress(
@@ -95,22 +94,22 @@ class RichProgress:
 def run(
     recipes: RecipesArg,
     set_: SetOpt = None,
-    seeds: Annotated[int | None, typer.Option(min=1, help="Run N seeds: S, S+1, ... (S = --seed or the recipe's seed).")] = None,
+    seeds: Annotated[int | None, typer.Option(
+        min=1, help="Run N seeds: S, S+1, ... (S = --seed or the recipe's seed).")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the recipe's seed.")] = None,
     out: Annotated[Path, typer.Option(help="Where run directories go: OUT/<name>/seed<S>.")] = Path("runs"),
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (overrides the recipe).")] = None,
-    smoke: Annotated[bool, typer.Option("--smoke", help="Shrink every recipe to seconds on a CPU (CI).")] = False,
+    device: Annotated[str | None, typer.Option(
+        help="auto | cpu | cuda | cuda:N (overrides the recipe).")] = None,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="Shrink every recipe to seconds on a CPU (CI).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
 ) -> None:
     """Train recipe(s) and write one run directory per recipe x seed."""
     from trainbench.runner import check_data, plan_runs, summarize
 
     try:
-        loaded = _load(recipes, set_)
-        if device is not None:
-            from trainbench.recipe import check_device_spec
-
-            check_device_spec(device)
+        # --device is an override like any other, so recipe.yaml records where it ran.
+        loaded = _load(recipes, [*(set_ or []), *([f"device={device}"] if device else [])])
         plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force)
         if not smoke:
             check_data([p.recipe for p in plans if not p.skip])
@@ -129,7 +128,7 @@ def run(
         console.print(f"[bold]run {i}/{len(plans)}[/] {r.name} seed {r.seed}"
                       f"{' (smoke)' if smoke else ''} -> {plan.run.path}")
         try:
-            outcome = run_recipe(r, plan.run, device=device, smoke=smoke,
+            outcome = run_recipe(r, plan.run, smoke=smoke,
                                  progress=RichProgress(f"{r.name}/s{r.seed}"))
         except InputError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False)
@@ -153,8 +152,10 @@ def _print_summary(rows: list[tuple[Recipe, str, dict[str, Any], Any]]) -> None:
     for col in ("recipe", "seed", "status", "final acc", "best acc", "train time"):
         table.add_column(col, justify="left" if col in ("recipe", "status") else "right", no_wrap=True)
     table.add_column("run dir", overflow="fold")
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f}%"
+
     for r, status, s, run in rows:
-        pct = (lambda v: "-" if v is None else f"{100 * v:.2f}%")
         t = "-" if s["train_time_s"] is None else f"{s['train_time_s']:.1f}s"
         color = {"completed": "green", "skipped": "yellow"}.get(status, "red")
         table.add_row(r.name, str(r.seed), f"[{color}]{status}[/]", pct(s["final_acc"]),
@@ -202,7 +203,8 @@ LIST_KINDS = ("datasets", "models", "optimizers", "schedules", "methods")
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_KINDS)}, all.")] = "all") -> None:
+def list_(what: Annotated[str, typer.Argument(
+        help=f"One of: {', '.join(LIST_KINDS)}, all.")] = "all") -> None:
     """List what exists (datasets, models, optimizers, schedules, methods) with parameters."""
     from trainbench.registry import suggest
 

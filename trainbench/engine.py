@@ -106,10 +106,9 @@ def load_data(recipe: Recipe, smoke: bool) -> tuple[ImageData, int, bool]:
         data, synthetic = smoke_data(section, recipe.seed)
         return data, dataset_shape(section["dataset"], section).train_size, synthetic
     data = instantiate(DATASETS.get(section["dataset"]), section)
-    if section["train_subset"]:
-        data.train_x, data.train_y = data.train_x[:section["train_subset"]], data.train_y[:section["train_subset"]]
-    if section["test_subset"]:
-        data.test_x, data.test_y = data.test_x[:section["test_subset"]], data.test_y[:section["test_subset"]]
+    n_train, n_test = section["train_subset"], section["test_subset"]  # None = all
+    data.train_x, data.train_y = data.train_x[:n_train], data.train_y[:n_train]
+    data.test_x, data.test_y = data.test_x[:n_test], data.test_y[:n_test]
     return data, len(data.train_y), False
 
 
@@ -172,7 +171,7 @@ def evaluate(model: nn.Module, data: DeviceData, autocast: Callable[[], Any]) ->
 # --- the run ---
 
 
-def run_recipe(recipe: Recipe, run: RunDir, *, device: str | None = None, smoke: bool = False,
+def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
                progress: Progress | None = None) -> Outcome:
     """Train one recipe into ``run``, recording status in meta.json whatever happens.
 
@@ -181,7 +180,7 @@ def run_recipe(recipe: Recipe, run: RunDir, *, device: str | None = None, smoke:
     run.start(recipe.to_yaml(), {"name": recipe.name, "seed": recipe.seed, "smoke": smoke,
                                  "recipe_source": recipe.source})
     try:
-        outcome = train(recipe, run, device=device, smoke=smoke, progress=progress)
+        outcome = train(recipe, run, smoke=smoke, progress=progress)
     except KeyboardInterrupt:
         run.update_meta(status="interrupted", message="interrupted by the user")
         raise
@@ -204,10 +203,10 @@ def run_recipe(recipe: Recipe, run: RunDir, *, device: str | None = None, smoke:
     return outcome
 
 
-def train(recipe: Recipe, run: RunDir, *, device: str | None = None, smoke: bool = False,
+def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
           progress: Progress | None = None) -> Outcome:
     r = recipe.data
-    dev = resolve_device(device or r["device"])
+    dev = resolve_device(r["device"])
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     seed_everything(recipe.seed)
@@ -249,9 +248,9 @@ def train(recipe: Recipe, run: RunDir, *, device: str | None = None, smoke: bool
     evals = set(eval_steps(recipe, clock, sorted(curve)))
     columns = [*POINT_COLUMNS, *(c for m in methods for c in m.columns)]
     points_out = run.points_writer(columns)
-    run.update_meta(device=device_name(dev), total_steps=clock.total_steps,
-                    steps_per_epoch=clock.steps_per_epoch, batch_size=batch_size,
-                    synthetic_data=synthetic, curve_steps=sorted(curve))
+    run.update_meta(device=device_name(dev), torch_build=torch.__version__, cuda=torch.version.cuda,
+                    total_steps=clock.total_steps, steps_per_epoch=clock.steps_per_epoch,
+                    batch_size=batch_size, synthetic_data=synthetic, curve_steps=sorted(curve))
     total = clock.total_steps
     progress_every = max(1, total // 200)
     if progress is not None:

@@ -18,7 +18,7 @@ def plot_run_curve(points: list[dict[str, float]], path: Path, title: str) -> No
     ax.plot(t, acc, "-", color="tab:blue", alpha=0.5, label="evaluations")
     cur = [(p["train_time_s"], 100 * p["test_acc"]) for p in points if p.get("curve") == 1]
     if cur:
-        ax.plot(*zip(*cur), "o-", color="tab:blue", label="tradeoff curve")
+        ax.plot(*zip(*cur, strict=True), "o-", color="tab:blue", label="tradeoff curve")
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)

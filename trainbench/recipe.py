@@ -29,6 +29,7 @@ import yaml
 
 from trainbench.errors import InputError
 from trainbench.registry import REQUIRED, ParamSpec, PosInt, Range, params_of, suggest
+from trainbench.schedules import Schedule
 from trainbench.timeunits import Time
 
 Path_ = tuple[str, ...]
@@ -70,7 +71,7 @@ class OptimizerSection:
 
 
 @dataclass(kw_only=True)
-class ScheduleSection:
+class ScheduleSection(Schedule):  # every schedule has the base class's warmup
     name: str = "cosine"
 
 
@@ -108,7 +109,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.origin}: {self.path}: {self.message}" if self.path else f"{self.origin}: {self.message}"
+        where = f"{self.origin}: {self.path}" if self.path else str(self.origin)
+        return f"{where}: {self.message}"
 
 
 class RecipeError(InputError):
@@ -410,7 +412,7 @@ class _Checker:
                      + suggest(name, registry.names())
                      + f" See 'trainbench list {LIST_NAMES[section]}'.")
             return {}
-        specs = {**common_specs, **params_of(registry.get(name))}
+        specs = {key: common_specs[key], **common_specs, **params_of(registry.get(name))}
         return self.fill(path, raw, specs, f"{registry.kind} '{name}'")
 
 
@@ -430,12 +432,6 @@ def _external_model(chk: _Checker, raw: dict[str, Any]) -> dict[str, Any]:
 
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEVICE_HELP = "expected auto, cpu, cuda or cuda:N"
-
-
-def check_device_spec(device: str) -> None:
-    """For --device on the command line (the recipe's own field is checked in resolve)."""
-    if not DEVICE_RE.fullmatch(device):
-        raise InputError(f"--device: {DEVICE_HELP}, got {device!r}.")
 
 
 def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def read_points(path: Path) -> list[dict[str, float]]:
         if len(r) != len(header):
             continue
         try:
-            out.append({k: float(v) if v != "" else math.nan for k, v in zip(header, r)})
+            out.append({k: float(v) if v != "" else math.nan for k, v in zip(header, r, strict=True)})
         except ValueError:
             continue
     return out

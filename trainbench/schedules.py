@@ -52,7 +52,7 @@ class Schedule:
     @classmethod
     def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
         warm, dur = Time.parse(recipe["schedule"]["warmup"]), Time.parse(recipe["duration"])
-        if warm.unit == "dur" and warm.value >= 1 or warm.unit == dur.unit and warm.value >= dur.value:
+        if (warm.unit == "dur" and warm.value >= 1) or (warm.unit == dur.unit and warm.value >= dur.value):
             yield ("schedule", "warmup"), (f"warmup {warm} is not shorter than the run's "
                                            f"duration {dur}; shorten it or lengthen 'duration'.")
 

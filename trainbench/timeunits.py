@@ -73,7 +73,7 @@ class Clock:
             if self.total_steps <= 0:
                 raise ValueError("'dur' is a fraction of the run's duration; it cannot define it")
             raw = t.value * self.total_steps
-        n = int(round(raw))
+        n = round(raw)
         return max(n, 1) if at_least_one and t.value > 0 else n
 
     def epoch(self, step: int) -> float:
