@@ -274,7 +274,8 @@ def test_run_bad_device(tmp_path: Path, device: str) -> None:
     out = tmp_path / "runs"
     result = invoke("run", QUICKSTART, "--device", device, "--out", out)
     assert result.exit_code == 2
-    assert f"--device: expected auto, cpu, cuda or cuda:N, got '{device}'." in result.output
+    # --device is applied as the override 'device=...', so the recipe.yaml records it
+    assert f"device: expected auto, cpu, cuda or cuda:N, got '{device}'." in result.output
     assert not out.exists()
 
 

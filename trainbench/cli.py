@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 a run failed or diverged, 2 bad input (recipe, usage, missin
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -109,7 +110,7 @@ def run(
 
     try:
         # --device is an override like any other, so recipe.yaml records where it ran.
-        loaded = _load(recipes, [*(set_ or []), *([f"device={device}"] if device else [])])
+        loaded = _load(recipes, [*(set_ or []), *([f"device={json.dumps(device)}"] if device else [])])
         plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force)
         if not smoke:
             check_data([p.recipe for p in plans if not p.skip])
