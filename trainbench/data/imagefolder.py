@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torchvision.datasets import ImageFolder
-from torchvision.transforms.v2 import functional as F
 
 from trainbench.data.base import DATASETS, ImageData, Shape
 from trainbench.errors import DataMissingError, InputError
 from trainbench.registry import REQUIRED, params_of
+
+if TYPE_CHECKING:  # torchvision is imported on use: it takes seconds (see `trainbench show`)
+    from torchvision.datasets import ImageFolder
 
 
 def _params(params: dict[str, Any]) -> dict[str, Any]:
@@ -35,6 +36,8 @@ def _params(params: dict[str, Any]) -> dict[str, Any]:
 
 def _scan(folder: str) -> ImageFolder | None:
     """The folder's classes and image files (nothing is decoded), or None without class folders."""
+    from torchvision.datasets import ImageFolder
+
     try:
         return ImageFolder(folder, allow_empty=True)
     except (FileNotFoundError, NotADirectoryError):  # no such folder, or no class folders in it
@@ -82,6 +85,8 @@ def _check(params: dict[str, Any]) -> None:
 
 def _decode(ds: ImageFolder, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All of the folder's images as uint8 [N, 3, size, size] (threads decode), and labels."""
+    from torchvision.transforms.v2 import functional as F
+
     x = torch.empty(len(ds), 3, size, size, dtype=torch.uint8)
 
     def one(i: int) -> None:

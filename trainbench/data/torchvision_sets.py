@@ -23,10 +23,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import torch
-from torchvision import datasets
 
 from trainbench.data.base import DATASETS, ImageData, Shape
 from trainbench.errors import DataMissingError
@@ -36,52 +37,54 @@ DEFAULT_ROOT = "data"
 Reader = Callable[[str, bool, bool], tuple[torch.Tensor, torch.Tensor]]  # root, train, download
 
 
-class _CIFAR10(datasets.CIFAR10):
-    """CIFAR-10 whose files need only exist (the md5s are those of the full originals)."""
+@cache
+def _patched() -> SimpleNamespace:
+    """torchvision's dataset classes, patched so the files need only exist (their md5s are
+    those of the full originals). Built on first use: importing torchvision takes seconds,
+    and `trainbench show`/`validate` should not pay for it."""
+    from torchvision import datasets
 
-    meta: ClassVar[dict[str, Any]] = {**datasets.CIFAR10.meta, "md5": None}
+    class CIFAR10(datasets.CIFAR10):
+        meta: ClassVar[dict[str, Any]] = {**datasets.CIFAR10.meta, "md5": None}
 
-    def _check_integrity(self) -> bool:
-        files = [name for name, _ in self.train_list + self.test_list]
-        return all(os.path.isfile(os.path.join(self.root, self.base_folder, f)) for f in files)
+        def _check_integrity(self) -> bool:
+            files = [name for name, _ in self.train_list + self.test_list]
+            return all(os.path.isfile(os.path.join(self.root, self.base_folder, f)) for f in files)
 
+    class CIFAR100(datasets.CIFAR100):
+        meta: ClassVar[dict[str, Any]] = {**datasets.CIFAR100.meta, "md5": None}
+        _check_integrity = CIFAR10._check_integrity
 
-class _CIFAR100(datasets.CIFAR100):
-    """CIFAR-100 whose files need only exist (the md5s are those of the full originals)."""
+    class SVHN(datasets.SVHN):
+        def _check_integrity(self) -> bool:
+            return os.path.isfile(os.path.join(self.root, self.filename))
 
-    meta: ClassVar[dict[str, Any]] = {**datasets.CIFAR100.meta, "md5": None}
-    _check_integrity = _CIFAR10._check_integrity
+        def download(self) -> None:  # torchvision's would re-fetch a file whose md5 differs
+            if not self._check_integrity():
+                super().download()
 
-
-class _SVHN(datasets.SVHN):
-    """SVHN whose files need only exist (the md5s are those of the full originals)."""
-
-    def _check_integrity(self) -> bool:
-        return os.path.isfile(os.path.join(self.root, self.filename))
-
-    def download(self) -> None:  # torchvision's would re-fetch a file whose md5 differs
-        if not self._check_integrity():
-            super().download()
+    return SimpleNamespace(CIFAR10=CIFAR10, CIFAR100=CIFAR100, SVHN=SVHN,
+                           MNIST=datasets.MNIST, FashionMNIST=datasets.FashionMNIST)
 
 
-def _cifar(cls: type[datasets.CIFAR10]) -> Reader:
+def _cifar(cls: str) -> Reader:
     def read(root: str, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        ds = cls(root, train=train, download=download)  # .data: uint8 [N, 32, 32, 3]
+        ds = getattr(_patched(), cls)(root, train=train, download=download)  # .data: uint8 [N, 32, 32, 3]
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
 
     return read
 
 
-def _mnist(cls: type[datasets.MNIST]) -> Reader:
+def _mnist(cls: str) -> Reader:
     def read(root: str, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        ds = cls(root, train=train, download=download)  # .data: uint8 [N, 28, 28]
+        ds = getattr(_patched(), cls)(root, train=train, download=download)  # .data: uint8 [N, 28, 28]
         return ds.data.unsqueeze(1), ds.targets
 
     return read
 
 
 def _svhn(root: str, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    ds = _SVHN(root, split="train" if train else "test", download=download)  # uint8 [N, 3, 32, 32]
+    ds = _patched().SVHN(root, split="train" if train else "test", download=download)  # uint8 [N, 3, 32, 32]
     return torch.from_numpy(ds.data).contiguous(), torch.from_numpy(ds.labels).reshape(-1)
 
 
@@ -154,7 +157,7 @@ _SPECS = {
             "cifar-10-batches-py",
             (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
             "the contents of the extracted 'cifar-10-python.tar.gz'",
-            _cifar(_CIFAR10),
+            _cifar("CIFAR10"),
         ),
         _Spec(
             "cifar100",
@@ -162,7 +165,7 @@ _SPECS = {
             "cifar-100-python",
             ("train", "test", "meta"),
             "the contents of the extracted 'cifar-100-python.tar.gz'",
-            _cifar(_CIFAR100),
+            _cifar("CIFAR100"),
         ),
         _Spec(
             "mnist",
@@ -170,7 +173,7 @@ _SPECS = {
             os.path.join("MNIST", "raw"),
             _IDX_FILES,
             _IDX_SOURCE,
-            _mnist(datasets.MNIST),
+            _mnist("MNIST"),
         ),
         _Spec(
             "fashion_mnist",
@@ -178,7 +181,7 @@ _SPECS = {
             os.path.join("FashionMNIST", "raw"),
             _IDX_FILES,
             _IDX_SOURCE,
-            _mnist(datasets.FashionMNIST),
+            _mnist("FashionMNIST"),
         ),
         _Spec(
             "svhn",
