@@ -48,7 +48,7 @@ def test_minimal_recipe_gets_every_section_and_default(tmp_path: Path) -> None:
     r = load_recipe(write(tmp_path, "mini.yaml", "seed: 3\n"))
     d = r.data
     assert list(d) == ["name", "seed", "device", "precision", "duration",
-                       "data", "model", "optimizer", "schedule", "eval", "methods"]
+                       "data", "model", "optimizer", "schedule", "eval", "curve", "methods"]
     assert d["name"] == "mini"  # the file's stem
     assert r.name == "mini" and r.seed == 3 and r["seed"] == 3
     assert (d["device"], d["precision"], d["duration"]) == ("auto", "fp32", "10ep")

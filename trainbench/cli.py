@@ -62,11 +62,10 @@ def _load(paths: list[Path], overrides: list[str] | None) -> list[Recipe]:
 class RichProgress:
     """Progress bar for one run: epoch, step, last loss and accuracy, ETA."""
 
-    def __init__(self, label: str) -> None:
-        self.label = label
+    def __init__(self) -> None:
         self.bar: Any = None
 
-    def start(self, total_steps: int, clock: Clock) -> None:
+    def start(self, total_steps: int, clock: Clock, label: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.clock = clock
@@ -75,7 +74,7 @@ class RichProgress:
             TextColumn("ep {task.fields[epoch]}"), TextColumn("step"), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}"),
             TimeRemainingColumn(), console=console, transient=False)
-        self.task = self.bar.add_task(self.label, total=total_steps, epoch="0.0", loss="-", acc="-")
+        self.task = self.bar.add_task(label, total=total_steps, epoch="0.0", loss="-", acc="-")
         self.bar.start()
 
     def update(self, step: int, loss: float | None = None, acc: float | None = None) -> None:
@@ -89,6 +88,7 @@ class RichProgress:
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
 
 
 @app.command()
@@ -130,7 +130,7 @@ def run(
                       f"{' (smoke)' if smoke else ''} -> {plan.run.path}")
         try:
             outcome = run_recipe(r, plan.run, smoke=smoke,
-                                 progress=RichProgress(f"{r.name}/s{r.seed}"))
+                                 progress=RichProgress())
         except InputError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False)
             rows.append((r, "failed", summarize(plan.run.read_points()), plan.run))

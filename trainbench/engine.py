@@ -14,6 +14,7 @@ Performance rules followed here (each one measured in ``benchmarks/overhead.py``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -47,7 +48,7 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Progress(Protocol):
-    def start(self, total_steps: int, clock: Clock) -> None: ...
+    def start(self, total_steps: int, clock: Clock, label: str) -> None: ...
     def update(self, step: int, loss: float | None = None, acc: float | None = None) -> None: ...
     def stop(self) -> None: ...
 
@@ -179,8 +180,12 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     marks the run failed with its traceback in ``error.log`` and returns."""
     run.start(recipe.to_yaml(), {"name": recipe.name, "seed": recipe.seed, "smoke": smoke,
                                  "recipe_source": recipe.source})
+    if recipe["curve"]["mode"] == "budgets":
+        from trainbench.budgets import run_budgets as run_fn
+    else:
+        run_fn = train
     try:
-        outcome = train(recipe, run, smoke=smoke, progress=progress)
+        outcome = run_fn(recipe, run, smoke=smoke, progress=progress)
     except KeyboardInterrupt:
         run.update_meta(status="interrupted", message="interrupted by the user")
         raise
@@ -219,6 +224,9 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
                       crop_padding=r["data"]["crop_padding"], normalize=r["data"]["normalize"],
                       seed=recipe.seed)
     clock = make_clock(recipe, real_train_size, smoke)
+    peak_lr = r["optimizer"]["lr"]
+    schedule = build_schedule(r["schedule"]).bind(clock, peak_lr)
+    clock = dataclasses.replace(clock, total_steps=schedule.total)  # self-timed: its own length
 
     # Model, methods, optimizer, schedule.
     model = build_model(r["model"], data.shape[0], data.num_classes).to(dev)
@@ -230,7 +238,6 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
         m.on_init(state)
     model = state.model
     optimizer = build_optimizer(model, r["optimizer"])
-    schedule = build_schedule(r["schedule"]).bind(clock, r["optimizer"]["lr"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     state.optimizer, state.schedule = optimizer, schedule
     for m in methods:
@@ -244,6 +251,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     else:
         autocast = contextlib.nullcontext
 
+    cycles_momentum = schedule.momentum(0) is not None
     curve = set(schedule.curve_points()) | {clock.total_steps}
     evals = set(eval_steps(recipe, clock, sorted(curve)))
     columns = [*POINT_COLUMNS, *(c for m in methods for c in m.columns)]
@@ -254,7 +262,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     total = clock.total_steps
     progress_every = max(1, total // 200)
     if progress is not None:
-        progress.start(total, clock)
+        progress.start(total, clock, f"{recipe.name}/s{recipe.seed}")
 
     points: list[dict[str, float]] = []
     loss_sum = torch.zeros((), device=dev)  # summed on the device, read at eval points only
@@ -268,6 +276,9 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
             x, y = next(batches)
             for m in methods:
                 x, y = m.on_batch(state, x, y)
+            if cycles_momentum:  # host-side floats only: no device sync
+                for group in optimizer.param_groups:
+                    group["momentum"] = schedule.momentum(step - 1)
             optimizer.zero_grad(set_to_none=True)
             with autocast():
                 loss = state.loss_fn(model(x), y)
@@ -297,7 +308,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
                 continue
             row: dict[str, float] = {
                 "step": step, "epoch": clock.epoch(step), "samples": step * batch_size,
-                "train_time_s": train_time, "lr": optimizer.param_groups[0]["lr"],
+                "train_time_s": train_time, "lr": peak_lr * schedule.end_factor(step),
                 "train_loss": train_loss, **evaluate(model, data, autocast),
                 "curve": int(step in curve)}
             for m in methods:

@@ -44,7 +44,7 @@ class TopLevel:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    duration: Time = Time(10, "ep")  # total training time: 'ep', 'ba' or 'sp'
+    duration: Time | None = Time(10, "ep")  # 'ep', 'ba' or 'sp'; cyclic/sgdr schedules set it
 
 
 @dataclass(kw_only=True)
@@ -81,11 +81,20 @@ class EvalSection:
 
 
 @dataclass(kw_only=True)
+class CurveSection:
+    # cyclic: one run, a point wherever the schedule puts one (each cycle end of a cyclic or
+    # sgdr schedule; the end of the run otherwise). budgets: the expensive reference, one
+    # separate run per budget with the schedule scaled to it; its final points are the curve.
+    mode: Literal["cyclic", "budgets"] = "cyclic"
+    budgets: list[Time] | None = None  # budgets mode; default: the schedule's cycle ends
+
+
+@dataclass(kw_only=True)
 class ExternalModel:
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm/torchvision as is
 
 
-SECTION_ORDER = ("data", "model", "optimizer", "schedule", "eval", "methods")
+SECTION_ORDER = ("data", "model", "optimizer", "schedule", "eval", "curve", "methods")
 EXTERNAL_MODEL_PREFIXES = ("timm:", "torchvision:")
 LIST_NAMES = {"data": "datasets", "model": "models", "optimizer": "optimizers", "schedule": "schedules"}
 
@@ -192,7 +201,15 @@ def drop_switched_params(base: dict[str, Any], over: Mapping[str, Any]) -> dict[
         if isinstance(old, dict) and isinstance(new, Mapping) and key in new \
                 and old.get(key, params_of(common)[key].default) != new[key]:
             out[section] = {k: v for k, v in old.items() if k in params_of(common)}
+            if section == "schedule" and _self_timed(new[key]):
+                out.pop("duration", None)  # the new schedule sets the run's length itself
     return out
+
+
+def _self_timed(schedule_name: Any) -> bool:
+    from trainbench.schedules import SCHEDULES
+
+    return schedule_name in SCHEDULES and SCHEDULES.get(schedule_name).self_timed
 
 
 def _load_with_extends(
@@ -454,7 +471,9 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
         out["name"] = Path(source).stem
     if not DEVICE_RE.fullmatch(out.get("device", "auto")):
         chk.add(("device",), f"{DEVICE_HELP}, got {out['device']!r}.")
-    if "duration" in out and Time.parse(out["duration"]).unit == "dur":
+    if out.get("duration") is None:
+        pass  # only self-timed schedules may leave it out: checked in _schedule_timing
+    elif Time.parse(out["duration"]).unit == "dur":
         chk.add(("duration",), "the run's duration cannot be given in 'dur'; use 'ep', 'ba' or 'sp'.")
     elif "duration" in out and Time.parse(out["duration"]).value == 0:
         chk.add(("duration",), "must be greater than 0.")
@@ -470,6 +489,9 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
     out["schedule"] = chk.component("schedule", sections["schedule"], ScheduleSection,
                                     SCHEDULES, "name")
     out["eval"] = chk.fill(("eval",), sections["eval"], params_of(EvalSection), "eval")
+    out["curve"] = chk.fill(("curve",), sections["curve"], params_of(CurveSection), "curve")
+    if out["schedule"] and not chk.problems:
+        _schedule_timing(chk, out, explicit_duration=raw.get("duration"))
 
     methods: dict[str, Any] = {}
     for mname, mraw in sections["methods"].items():
@@ -496,6 +518,39 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
     if chk.problems:
         raise RecipeError(chk.problems)
     return out
+
+
+def _schedule_timing(chk: _Checker, out: dict[str, Any], explicit_duration: Any) -> None:
+    """A self-timed schedule (cyclic, sgdr) sets the run's duration; budgets mode gets
+    its budgets from the schedule's cycle ends unless they are given."""
+    from trainbench.schedules import SCHEDULES
+
+    cls = SCHEDULES.get(out["schedule"]["name"])
+    if cls.self_timed and not list(cls.check_recipe({**out, "duration": "1ep"})):
+        derived = cls.derived_duration(out["schedule"])
+        if explicit_duration is not None and Time.parse(explicit_duration) != derived:
+            chk.add(("duration",), f"the '{out['schedule']['name']}' schedule defines the run's "
+                    f"length ({derived}: warmup plus its cycles); remove 'duration' or set it "
+                    f"to {derived}.")
+        out["duration"] = str(derived)
+    elif out["duration"] is None:
+        chk.add(("duration",), f"the '{out['schedule']['name']}' schedule needs the run's "
+                "duration, e.g. duration: 30ep.")
+    curve = out["curve"]
+    if curve["mode"] != "budgets":
+        return
+    if curve["budgets"] is None:
+        budgets = cls.default_budgets(out["schedule"])
+        if budgets is None:
+            chk.add(("curve", "budgets"), f"budgets mode needs 'curve.budgets' (a list of run "
+                    f"lengths, e.g. [10ep, 20ep, 40ep]) for the '{out['schedule']['name']}' "
+                    "schedule; only cyclic and sgdr schedules provide them.")
+            return
+        curve["budgets"] = [str(b) for b in budgets]
+    for i, b in enumerate(Time.parse(b) for b in curve["budgets"]):
+        if b.unit == "dur" or b.value == 0:
+            chk.add(("curve", "budgets"), f"item {i}: a budget is a run length in 'ep', 'ba' or "
+                    f"'sp' greater than 0, got {b}.")
 
 
 def _none(_recipe: dict[str, Any]) -> Iterable[tuple[Path_, str]]:

@@ -12,12 +12,13 @@ after which the schedule proper runs over the remaining steps.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from trainbench.registry import NonNegFloat, PosFloat, Registry, instantiate
+from trainbench.registry import Fraction, NonNegFloat, PosFloat, PosInt, Range, Registry, instantiate
 from trainbench.timeunits import ZERO, Clock, Time
 
 SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
@@ -27,9 +28,15 @@ SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
 class Schedule:
     warmup: Time = ZERO
 
-    def bind(self, clock: Clock, base_lr: float) -> Schedule:
-        """Resolve times to steps for a run of ``clock.total_steps`` steps at ``base_lr``."""
-        self.clock, self.base_lr = clock, base_lr
+    # A self-timed schedule defines the run's length itself (warmup + its cycles): the
+    # recipe's ``duration`` is derived from it, and every cycle end is a curve point.
+    self_timed: ClassVar[bool] = False
+
+    def bind(self, clock: Clock, opt_lr: float) -> Schedule:
+        """Resolve times to steps for a run of ``clock.total_steps`` steps whose optimizer
+        LR (the peak, multiplier 1) is ``opt_lr``.
+        Afterwards ``self.total`` is the run's length in steps."""
+        self.clock, self.opt_lr = clock, opt_lr
         self.total = clock.total_steps
         self.warmup_steps = min(clock.steps(self.warmup, at_least_one=True), self.total)
         return self
@@ -41,6 +48,16 @@ class Schedule:
             return (step + 1) / w
         return self.main_factor(step - w, self.total - w)
 
+    def end_factor(self, step: int) -> float:
+        """The multiplier the schedule has reached once ``step`` steps are done (its left
+        limit there: at a cycle end, the end of the cycle just completed, not the restart).
+        This is the ``lr`` column of points.csv."""
+        return self.factor(step)
+
+    def momentum(self, step: int) -> float | None:
+        """SGD momentum for step ``step`` when the schedule cycles it, else None."""
+        return None
+
     def main_factor(self, t: int, length: int) -> float:
         """The schedule after warmup: ``t`` steps into a stretch of ``length`` steps."""
         raise NotImplementedError
@@ -48,6 +65,22 @@ class Schedule:
     def curve_points(self) -> list[int]:
         """Steps after which the tradeoff curve has a point (the run's end by default)."""
         return [self.total]
+
+    @classmethod
+    def derived_duration(cls, params: dict[str, Any]) -> Time | None:
+        """The run's length for a self-timed schedule's resolved parameters."""
+        return None
+
+    @classmethod
+    def budget_params(cls, params: dict[str, Any], budget: Time) -> dict[str, Any]:
+        """Parameters of this schedule for one separate run of length ``budget`` (the
+        reference curve): unchanged by default, so 'dur' times scale with the budget."""
+        return dict(params)
+
+    @classmethod
+    def default_budgets(cls, params: dict[str, Any]) -> list[Time] | None:
+        """Budgets of the reference curve that line up with this schedule's curve points."""
+        return None
 
     @classmethod
     def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
@@ -74,8 +107,8 @@ class Step(Schedule):
     step_size: Time = Time(30, "ep")
     gamma: PosFloat = 0.1
 
-    def bind(self, clock: Clock, base_lr: float) -> Schedule:
-        super().bind(clock, base_lr)
+    def bind(self, clock: Clock, opt_lr: float) -> Schedule:
+        super().bind(clock, opt_lr)
         self.every = clock.steps(self.step_size, at_least_one=True)
         return self
 
@@ -92,8 +125,8 @@ class MultiStep(Schedule):
     milestones: list[Time] = field(default_factory=lambda: [Time(0.5, "dur"), Time(0.75, "dur")])
     gamma: PosFloat = 0.1
 
-    def bind(self, clock: Clock, base_lr: float) -> Schedule:
-        super().bind(clock, base_lr)
+    def bind(self, clock: Clock, opt_lr: float) -> Schedule:
+        super().bind(clock, opt_lr)
         self.milestone_steps = sorted(clock.steps(m) for m in self.milestones)
         return self
 
@@ -110,8 +143,243 @@ class Cosine(Schedule):
     min_lr: NonNegFloat = 0.0
 
     def main_factor(self, t: int, length: int) -> float:
-        floor = self.min_lr / self.base_lr
+        floor = self.min_lr / self.opt_lr
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t / max(length, 1)))
+
+
+# --- the cyclic family: curve points inside one run ---
+
+
+@dataclass(kw_only=True)
+class _Restarts(Schedule):
+    """Warmup, then ``cycles`` cycles of lengths t0, t0*t_mult, t0*t_mult^2, ..., each
+    decaying from its peak to min_lr. Self-timed: the run ends with the last cycle."""
+
+    t0: Time = Time(2, "ep")
+    t_mult: Annotated[float, Range(ge=1)] = 2.0
+    cycles: PosInt = 4
+    min_lr: NonNegFloat = 0.0
+    self_timed: ClassVar[bool] = True
+
+    def bind(self, clock: Clock, opt_lr: float) -> Schedule:
+        self.clock, self.opt_lr = clock, opt_lr
+        unit, warm = self.t0.unit, self.warmup.value
+        self.warmup_steps = clock.steps(self.warmup, at_least_one=True)
+        # Cycle ends from cumulative times (no rounding drift), each cycle at least one step.
+        ends, cum = [], warm
+        for k in range(self.cycles):
+            cum += self.t0.value * self.t_mult**k
+            ends.append(max(clock.steps(Time(cum, unit)), (ends[-1] if ends else self.warmup_steps) + 1))
+        self.ends = ends
+        self.starts = [self.warmup_steps, *ends[:-1]]
+        self.total = ends[-1]
+        return self
+
+    def peak(self, k: int) -> float:
+        return 1.0
+
+    def decay(self, pos: float) -> float:
+        """1 at the start of a cycle (pos 0), 0 at its end (pos 1): cosine."""
+        return 0.5 * (1 + math.cos(math.pi * pos))
+
+    def _value(self, k: int, step: int) -> float:
+        floor = self.min_lr / self.opt_lr
+        pos = (step - self.starts[k]) / (self.ends[k] - self.starts[k])
+        return floor + (self.peak(k) - floor) * self.decay(min(pos, 1.0))
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        k = bisect.bisect_right(self.ends, step)  # the cycle with start <= step < end
+        return self._value(min(k, self.cycles - 1), step)
+
+    def end_factor(self, step: int) -> float:
+        if step <= self.warmup_steps:
+            return step / self.warmup_steps if self.warmup_steps else 1.0
+        k = bisect.bisect_left(self.ends, step)  # the cycle with start < step <= end
+        return self._value(min(k, self.cycles - 1), step)
+
+    def curve_points(self) -> list[int]:
+        return list(self.ends)
+
+    @classmethod
+    def _times(cls, params: dict[str, Any]) -> tuple[float, list[float], str]:
+        t0, warm = Time.parse(params["t0"]), Time.parse(params["warmup"])
+        return warm.value, [t0.value * params["t_mult"] ** k for k in range(params["cycles"])], t0.unit
+
+    @classmethod
+    def derived_duration(cls, params: dict[str, Any]) -> Time:
+        warm, lengths, unit = cls._times(params)
+        return Time(round(warm + sum(lengths), 9), unit)
+
+    @classmethod
+    def default_budgets(cls, params: dict[str, Any]) -> list[Time]:
+        warm, lengths, unit = cls._times(params)
+        return [Time(round(warm + sum(lengths[:k + 1]), 9), unit) for k in range(len(lengths))]
+
+    @classmethod
+    def budget_params(cls, params: dict[str, Any], budget: Time) -> dict[str, Any]:
+        """One cycle of the same shape filling the budget after the same warmup (the
+        paper's reference: a separate cosine-with-warmup run per budget)."""
+        warm = Time.parse(params["warmup"]).value
+        return {**params, "cycles": 1, "t0": str(Time(round(budget.value - warm, 9), budget.unit))}
+
+    @classmethod
+    def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
+        sched = recipe["schedule"]
+        t0, warm = Time.parse(sched["t0"]), Time.parse(sched["warmup"])
+        if t0.unit == "dur" or t0.value == 0:
+            yield ("schedule", "t0"), (f"t0 must be a positive time in 'ep', 'ba' or 'sp' "
+                                       f"(the schedule defines the run's length), got {t0}.")
+        elif warm.value and warm.unit != t0.unit:
+            yield ("schedule", "warmup"), (f"warmup {warm} and t0 {t0} must use the same unit, "
+                                           "so the run's length is exact; e.g. both in 'ep'.")
+
+
+@SCHEDULES.register("cyclic")
+@dataclass(kw_only=True)
+class Cyclic(_Restarts):
+    """Tradeoff schedule (Portes et al. 2022): warmup, then cycles t0*t_mult^k decaying to min_lr."""
+
+    shape: Literal["cosine", "linear"] = "cosine"
+    peak_decay: Annotated[float, Range(gt=0, le=1)] = 1.0  # peak LR multiplied by this per cycle
+
+    def peak(self, k: int) -> float:
+        return self.peak_decay**k
+
+    def decay(self, pos: float) -> float:
+        return 1 - pos if self.shape == "linear" else super().decay(pos)
+
+
+@SCHEDULES.register("sgdr")
+@dataclass(kw_only=True)
+class SGDR(_Restarts):
+    """Cosine annealing with warm restarts (Loshchilov & Hutter 2017); a point at each restart."""
+
+    t0: Time = Time(10, "ep")
+    t_mult: PosInt = 2  # integer, as torch's CosineAnnealingWarmRestarts requires
+
+
+def _check_momentum_cycling(recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
+    opt = recipe["optimizer"]
+    if recipe["schedule"]["cycle_momentum"] and (opt["name"] != "sgd" or opt["momentum"] == 0):
+        yield ("schedule", "cycle_momentum"), (
+            f"momentum cycling needs optimizer 'sgd' with momentum > 0 (got '{opt['name']}'"
+            f"{'' if opt['name'] != 'sgd' else ' with momentum 0'}); for Adam-family optimizers "
+            "it would rewrite beta1 (the CyclicLR/OneCycleLR trap), so set cycle_momentum: false.")
+    if recipe["schedule"]["base_momentum"] > recipe["schedule"]["max_momentum"]:
+        yield ("schedule", "base_momentum"), "base_momentum must not exceed max_momentum."
+
+
+@SCHEDULES.register("triangular")
+@dataclass(kw_only=True)
+class Triangular(Schedule):
+    """Cyclical LR (Smith 2017): base_lr up to max_lr and back every 2*step_size (torch CyclicLR)."""
+
+    base_lr: NonNegFloat = 0.0  # absolute LR at the bottom of each cycle
+    max_lr: PosFloat | None = None  # absolute LR at the top; null: the optimizer's lr
+    step_size: Time = Time(2, "ep")  # half a cycle
+    mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"
+    gamma: Annotated[float, Range(gt=0, le=1)] = 1.0  # exp_range: amplitude * gamma^step
+    cycle_momentum: bool = False  # SGD only: momentum moves opposite to the LR
+    base_momentum: Fraction = 0.8
+    max_momentum: Fraction = 0.9
+
+    def bind(self, clock: Clock, opt_lr: float) -> Schedule:
+        super().bind(clock, opt_lr)
+        self.half = clock.steps(self.step_size, at_least_one=True)
+        self.top = self.max_lr if self.max_lr is not None else opt_lr
+        return self
+
+    def _scale(self, t: int) -> tuple[float, float]:
+        """(position height in [0, 1], amplitude scale) at step t after warmup, as CyclicLR."""
+        cycle = math.floor(1 + t / (2 * self.half))
+        x = 1.0 + t / (2 * self.half) - cycle
+        height = x / 0.5 if x <= 0.5 else (x - 1) / -0.5
+        amp = {"triangular": 1.0, "triangular2": 1 / 2.0 ** (cycle - 1),
+               "exp_range": self.gamma**t}[self.mode]
+        return height, amp
+
+    def main_factor(self, t: int, length: int) -> float:
+        height, amp = self._scale(t)
+        return (self.base_lr + (self.top - self.base_lr) * height * amp) / self.opt_lr
+
+    def momentum(self, step: int) -> float | None:
+        if not self.cycle_momentum:
+            return None
+        height, amp = self._scale(max(step - self.warmup_steps, 0))
+        return self.max_momentum - (self.max_momentum - self.base_momentum) * height * amp
+
+    def curve_points(self) -> list[int]:
+        cycle = 2 * self.half
+        return [*range(self.warmup_steps + cycle, self.total, cycle), self.total]
+
+    @classmethod
+    def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
+        yield from super().check_recipe(recipe)
+        sched, lr = recipe["schedule"], recipe["optimizer"]["lr"]
+        top = sched["max_lr"] if sched["max_lr"] is not None else lr
+        if sched["base_lr"] >= top:
+            yield ("schedule", "base_lr"), (f"base_lr {sched['base_lr']} must be below max_lr "
+                                            f"{top} (max_lr defaults to optimizer.lr).")
+        yield from _check_momentum_cycling(recipe)
+
+
+@SCHEDULES.register("onecycle")
+@dataclass(kw_only=True)
+class OneCycle(Schedule):
+    """One-cycle policy (Smith & Topin 2019), torch OneCycleLR semantics; peak = optimizer lr."""
+
+    pct_start: Annotated[float, Range(gt=0, lt=1)] = 0.3
+    anneal: Literal["cos", "linear"] = "cos"
+    div_factor: PosFloat = 25.0  # initial LR = peak / div_factor
+    final_div_factor: PosFloat = 1e4  # final LR = initial LR / final_div_factor
+    three_phase: bool = False
+    cycle_momentum: bool = False  # SGD only: momentum moves opposite to the LR
+    base_momentum: Fraction = 0.85
+    max_momentum: Fraction = 0.95
+
+    def bind(self, clock: Clock, opt_lr: float) -> Schedule:
+        super().bind(clock, opt_lr)
+        n = self.total - self.warmup_steps
+        init, low = 1 / self.div_factor, 1 / self.div_factor / self.final_div_factor
+        lo_m, hi_m = self.base_momentum, self.max_momentum
+        if self.three_phase:  # (end step, lr from -> to, momentum from -> to), as torch
+            self.phases = [(self.pct_start * n - 1, init, 1.0, hi_m, lo_m),
+                           (2 * self.pct_start * n - 2, 1.0, init, lo_m, hi_m),
+                           (n - 1, init, low, hi_m, hi_m)]
+        else:
+            self.phases = [(self.pct_start * n - 1, init, 1.0, hi_m, lo_m),
+                           (n - 1, 1.0, low, lo_m, hi_m)]
+        return self
+
+    def _anneal(self, start: float, end: float, pct: float) -> float:
+        if self.anneal == "linear":
+            return (end - start) * pct + start
+        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+    def _at(self, t: int, lr: bool) -> float:
+        t = min(t, self.phases[-1][0])  # past the end: stay at the final value
+        start = 0.0
+        for i, (end, a, b, ma, mb) in enumerate(self.phases):
+            if t <= end or i == len(self.phases) - 1:
+                pct = (t - start) / (end - start)
+                return self._anneal(a, b, pct) if lr else self._anneal(ma, mb, pct)
+            start = end
+        raise AssertionError("unreachable")
+
+    def main_factor(self, t: int, length: int) -> float:
+        return self._at(t, lr=True)
+
+    def momentum(self, step: int) -> float | None:
+        if not self.cycle_momentum:
+            return None
+        return self._at(max(step - self.warmup_steps, 0), lr=False)
+
+    @classmethod
+    def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
+        yield from super().check_recipe(recipe)
+        yield from _check_momentum_cycling(recipe)
 
 
 def build_schedule(params: dict[str, Any]) -> Schedule:

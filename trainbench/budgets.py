@@ -1,0 +1,67 @@
+"""Budgets mode (``curve: {mode: budgets}``): the expensive reference curve.
+
+One separate run per budget, each with the recipe's schedule scaled to that budget, in
+sub-directories ``budget1/``, ``budget2/``, ... of the run directory; the run's own
+``points.csv`` collects each budget run's final point (``curve`` = 1), with that run's own
+training time. By default the budgets are the cyclic schedule's cycle ends, so a budgets
+run and a cyclic run of the same recipe line up point by point.
+
+Scaling (see each schedule's ``budget_params``): a cyclic or sgdr schedule becomes a single
+cycle of the same shape, decaying to ``min_lr`` at the budget's end, after the *same*
+warmup (an absolute length, as in the paper: 8 warmup epochs for every budget). Other
+schedules keep their parameters, so times given in ``dur`` scale with the budget and times
+in ``ep``/``ba`` do not.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+from trainbench.recipe import Recipe, resolve
+from trainbench.results import RunDir
+from trainbench.schedules import SCHEDULES
+from trainbench.timeunits import Time
+
+if TYPE_CHECKING:
+    from trainbench.engine import Outcome, Progress
+
+
+def budget_recipes(recipe: Recipe) -> list[Recipe]:
+    """One single-run recipe per budget (curve mode cyclic, duration = the budget)."""
+    sched = recipe["schedule"]
+    cls = SCHEDULES.get(sched["name"])
+    out = []
+    for k, raw_budget in enumerate(recipe["curve"]["budgets"], 1):
+        budget = Time.parse(raw_budget)
+        data = copy.deepcopy(recipe.data)
+        data.update(name=f"{recipe.name}-budget{k}", curve={"mode": "cyclic", "budgets": None},
+                    schedule=cls.budget_params(sched, budget), duration=str(budget))
+        out.append(Recipe(resolve(data, {}, recipe.source), recipe.source))
+    return out
+
+
+def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
+                progress: Progress | None = None) -> Outcome:
+    from trainbench.engine import Outcome, run_recipe
+
+    points: list[dict[str, float]] = []
+    writer = None
+    subs = budget_recipes(recipe)
+    run.update_meta(curve_mode="budgets", budgets=recipe["curve"]["budgets"],
+                    budget_dirs=[f"budget{k}" for k in range(1, len(subs) + 1)])
+    try:
+        for k, sub in enumerate(subs, 1):
+            outcome = run_recipe(sub, RunDir(run.path / f"budget{k}"), smoke=smoke, progress=progress)
+            if outcome.status != "completed":
+                return Outcome(outcome.status, points, f"budget {k} ({sub['duration']}): "
+                               f"{outcome.message}")
+            final = {**outcome.points[-1], "curve": 1}
+            if writer is None:
+                writer = run.points_writer(list(final))
+            writer.append(final)
+            points.append(final)
+    finally:
+        if writer is not None:
+            writer.close()
+    return Outcome("completed", points)
