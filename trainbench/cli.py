@@ -21,7 +21,11 @@ from trainbench.errors import InputError
 
 if TYPE_CHECKING:
     from trainbench.recipe import Recipe
+    from trainbench.results import RunDir
+    from trainbench.runner import PlannedRun
     from trainbench.timeunits import Clock
+
+    SummaryRow = tuple[Recipe, str, dict[str, Any], RunDir]
 
 app = typer.Typer(
     name="trainbench",
@@ -106,7 +110,7 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
 ) -> None:
     """Train recipe(s) and write one run directory per recipe x seed."""
-    from trainbench.runner import check_data, plan_runs, summarize
+    from trainbench.runner import check_data, plan_runs
 
     try:
         # --device is an override like any other, so recipe.yaml records where it ran.
@@ -117,7 +121,16 @@ def run(
     except InputError as e:
         raise _fail(e) from None
 
+    rows, code = _execute(plans, smoke)
+    _print_summary(rows)
+    raise typer.Exit(code)
+
+
+def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], int]:
+    """Run the plans in order; a failed run does not stop the others. Returns the summary
+    rows and the exit code (2 bad input, 1 a run failed or diverged, 0 all completed)."""
     from trainbench.engine import run_recipe
+    from trainbench.runner import summarize
 
     rows, code = [], 0
     for i, plan in enumerate(plans, 1):
@@ -129,10 +142,9 @@ def run(
         console.print(f"[bold]run {i}/{len(plans)}[/] {r.name} seed {r.seed}"
                       f"{' (smoke)' if smoke else ''} -> {plan.run.path}")
         try:
-            outcome = run_recipe(r, plan.run, smoke=smoke,
-                                 progress=RichProgress())
+            outcome = run_recipe(r, plan.run, smoke=smoke, progress=RichProgress())
         except InputError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             rows.append((r, "failed", summarize(plan.run.read_points()), plan.run))
             code = 2
             continue
@@ -140,15 +152,14 @@ def run(
             err.print(f"[yellow]interrupted[/]: {plan.run.path} keeps the points measured so far.")
             raise typer.Exit(130) from None
         if outcome.status != "completed":
-            err.print(f"[bold red]{outcome.status}[/]: {r.name} seed {r.seed}: {outcome.message}",
-                      highlight=False)
+            err.print(f"[bold red]{outcome.status}[/]: {r.name} seed {r.seed}: "
+                      f"{escape(outcome.message)}", highlight=False)
             code = max(code, 1)
         rows.append((r, outcome.status, summarize(outcome.points), plan.run))
-    _print_summary(rows)
-    raise typer.Exit(code)
+    return rows, code
 
 
-def _print_summary(rows: list[tuple[Recipe, str, dict[str, Any], Any]]) -> None:
+def _print_summary(rows: list[SummaryRow]) -> None:
     table = Table(title="trainbench run")
     for col in ("recipe", "seed", "status", "final acc", "best acc", "train time"):
         table.add_column(col, justify="left" if col in ("recipe", "status") else "right", no_wrap=True)
@@ -191,13 +202,106 @@ def validate(
 
 
 @app.command()
-def show(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], set_: SetOpt = None) -> None:
+def show(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: SetOpt = None,
+    lr_plot: Annotated[Path | None, typer.Option(
+        "--lr-plot", help="Also draw the LR over the run, curve points marked (PNG/SVG).")] = None,
+) -> None:
     """Print the fully resolved recipe (every default filled in), as `run` would use it."""
     try:
         (r,) = _load([recipe], set_)
     except InputError as e:
         raise _fail(e) from None
     print(r.to_yaml(), end="")
+    if lr_plot is not None:
+        from trainbench.plots import plot_lr_schedule
+
+        steps = plot_lr_schedule(r, lr_plot)
+        err.print(f"LR plot: {lr_plot} ({steps} steps)", highlight=False)
+
+
+@app.command()
+def fidelity(
+    recipe: Annotated[Path, typer.Argument(help="Recipe with a cyclic or sgdr schedule.")],
+    baseline: Annotated[Path | None, typer.Option(
+        help="Baseline recipe: adds the correlation of gains over it (reference vs cyclic).")] = None,
+    set_: SetOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Override the recipes' seed.")] = None,
+    out: Annotated[Path, typer.Option(help="Run directories; the report goes to OUT/fidelity/.")] = Path(
+        "runs"),
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.")] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Shrunk runs, for CI.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
+) -> None:
+    """The cheap one-run cyclic curve against separate runs at the same budgets: accuracy gap
+    per point, cost ratio and, with --baseline, the correlation of gains (Portes et al. 2022).
+    Completed runs in OUT are reused."""
+    from trainbench.fidelity import fidelity as measure
+    from trainbench.fidelity import write_report
+    from trainbench.recipe import load_recipe
+    from trainbench.runner import check_data, plan_runs
+
+    sets = [*(set_ or []), *([f"device={json.dumps(device)}"] if device else [])]
+    paths = [recipe] if baseline is None else [recipe, baseline]
+    try:
+        pairs = []
+        for p, r in zip(paths, _load(paths, sets), strict=True):
+            if r["curve"]["mode"] != "cyclic" or r["curve"]["budgets"] is not None \
+                    or not _self_timed(r["schedule"]["name"]):
+                raise InputError(f"{p}: fidelity compares a cyclic run with separate runs at its "
+                                 "cycle ends, so the recipe needs schedule.name cyclic or sgdr "
+                                 f"(got '{r['schedule']['name']}') and the default curve section.")
+            ref = load_recipe(p, [*sets, "curve.mode=budgets", f"name={json.dumps(r.name + '-budgets')}"])
+            pairs.append((r, ref))
+        plans = plan_runs([x for pair in pairs for x in pair], out=out, seed=seed, smoke=smoke,
+                          force=force)
+        if not smoke:
+            check_data([p.recipe for p in plans if not p.skip])
+    except InputError as e:
+        raise _fail(e) from None
+    rows, code = _execute(plans, smoke)
+    _print_summary(rows)
+    if code:
+        raise typer.Exit(code)
+    pts = {pl.recipe.name: pl.run.read_points() for pl in plans}
+    (m, m_ref), base = pairs[0], (pairs[1] if len(pairs) > 1 else None)
+    report = measure(m.name, pts[m.name], pts[m_ref.name],
+                     base[0].name if base else None,
+                     pts[base[0].name] if base else None, pts[base[1].name] if base else None)
+    name = m.name + (f"-vs-{base[0].name}" if base else "") + ("-smoke" if smoke else "")
+    files = write_report(report, out / "fidelity" / name)
+    _print_fidelity(report)
+    console.print("Written: " + ", ".join(str(f) for f in files), highlight=False)
+
+
+def _self_timed(schedule: str) -> bool:
+    from trainbench.schedules import SCHEDULES
+
+    return SCHEDULES.get(schedule).self_timed
+
+
+def _print_fidelity(report: Any) -> None:
+    table = Table(title=f"fidelity: {report.recipe}" + (f" vs {report.baseline}" if report.baseline else ""))
+    cols = ["point", "epoch", "reference acc", "cyclic acc", "gap (pp)", "ref time", "cyclic time"]
+    if report.baseline:
+        cols += ["ref gain (pp)", "cyclic gain (pp)"]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for row in report.rows:
+        cells = [str(row.point), f"{row.epoch:g}", f"{100 * row.ref_acc:.2f}%",
+                 f"{100 * row.cyclic_acc:.2f}%", f"{100 * row.gap:+.2f}",
+                 f"{row.ref_time_s:.1f}s", f"{row.cyclic_time_s:.1f}s"]
+        if report.baseline:
+            cells += [f"{100 * row.ref_gain:+.2f}", f"{100 * row.cyclic_gain:+.2f}"]
+        table.add_row(*cells)
+    console.print(table)
+    corr = "n/a" if report.gain_correlation is None else f"{report.gain_correlation:.3f}"
+    console.print(f"average gap (reference - cyclic, first point excluded): "
+                  f"{100 * report.avg_gap:+.2f} pp   cost ratio (separate runs / cyclic run): "
+                  f"{report.cost_ratio:.2f}x" + (f"   gain correlation: {corr}" if report.baseline else ""))
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 LIST_KINDS = ("datasets", "models", "optimizers", "schedules", "methods")
