@@ -97,10 +97,14 @@ def test_every_shipped_recipe_validates(recipe: Path) -> None:
 def test_every_shipped_recipe_smoke_runs(tmp_path: Path) -> None:
     result = invoke("run", *RECIPES, "--smoke", "--out", tmp_path)
     assert result.exit_code == 0, result.output
-    metas = [json.loads(p.read_text()) for p in tmp_path.glob("*/seed*-smoke/meta.json")]
-    assert len(metas) == len({load_recipe(r).name for r in RECIPES})
-    for meta in metas:
+    runs = list(tmp_path.glob("*/seed*-smoke"))
+    assert len(runs) == len({load_recipe(r).name for r in RECIPES})
+    for run in runs:
+        meta = json.loads((run / "meta.json").read_text())
         assert meta["status"] == "completed" and meta["smoke"] is True, meta
-        assert meta["total_steps"] <= 24
+        # a budgets-mode run holds one sub-run per budget
+        subs = [run / d for d in meta.get("budget_dirs", [])] or [run]
+        for sub in subs:
+            assert json.loads((sub / "meta.json").read_text())["total_steps"] <= 24
     cifar = json.loads((tmp_path / "cifar10-baseline/seed0-smoke/meta.json").read_text())
     assert cifar["synthetic_data"] is True  # no CIFAR files here: same-shape synthetic stand-in
