@@ -12,6 +12,11 @@ Event order in one run::
                after_step                  (fired in reverse method order, so methods unwind)
     on_eval        at each evaluation point; returns extra points.csv columns
     on_end         after the last step
+
+Cyclic runs: a method whose behaviour depends on the fraction of training done (SWA's start,
+an EMA warm-up, a pruning schedule) is ill-defined when one run holds a whole curve. Such a
+method either anchors itself per cycle (``state.schedule.curve_points()`` lists the cycle
+ends) or refuses self-timed schedules in ``check_recipe``; its docstring says which.
 """
 
 from __future__ import annotations
