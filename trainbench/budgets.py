@@ -52,7 +52,9 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
                     budget_dirs=[f"budget{k}" for k in range(1, len(subs) + 1)])
     try:
         for k, sub in enumerate(subs, 1):
-            outcome = run_recipe(sub, RunDir(run.path / f"budget{k}"), smoke=smoke, progress=progress)
+            sub_run = RunDir(run.path / f"budget{k}")
+            outcome = run_recipe(sub, sub_run, smoke=smoke, progress=progress)
+            sub_run.update_meta(budget_of=recipe.name)  # readers (compare) skip sub-runs
             if outcome.status != "completed":
                 return Outcome(outcome.status, points, f"budget {k} ({sub['duration']}): "
                                f"{outcome.message}")
