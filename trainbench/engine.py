@@ -228,23 +228,26 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     schedule = build_schedule(r["schedule"]).bind(clock, peak_lr)
     clock = dataclasses.replace(clock, total_steps=schedule.total)  # self-timed: its own length
 
-    # Model, methods, optimizer, schedule.
+    # Model, methods, optimizer, schedule. Methods run in their declared order (model
+    # surgery first, compile last), recipe order among equals.
     model = build_model(r["model"], data.shape[0], data.num_classes).to(dev)
-    methods: list[Method] = [instantiate(METHODS.get(n), p) for n, p in r["methods"].items()]
+    methods: list[Method] = sorted((instantiate(METHODS.get(n), p) for n, p in r["methods"].items()),
+                                   key=lambda m: m.order)
+    precision = r["precision"]
+    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
     state = TrainState(recipe=r, model=model, device=dev, clock=clock,
-                       num_classes=data.num_classes, data=data,
-                       generator=torch.Generator(dev).manual_seed(recipe.seed * 1000 + 3))
+                       num_classes=data.num_classes, data=data, scaler=scaler,
+                       generator=torch.Generator(dev).manual_seed(recipe.seed * 1000 + 3),
+                       host_rng=np.random.default_rng(recipe.seed * 1000 + 4))
     for m in methods:
         m.on_init(state)
     model = state.model
-    optimizer = build_optimizer(model, r["optimizer"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
-    state.optimizer, state.schedule = optimizer, schedule
+    state.optimizer = build_optimizer(model, r["optimizer"])
+    state.schedule = schedule
+    scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, schedule.factor)
     for m in methods:
         m.on_fit_start(state)
-
-    precision = r["precision"]
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
+    optimizer = state.optimizer  # a method may wrap it (lookahead)
     if precision in AUTOCAST_DTYPES:
         def autocast() -> Any:
             return torch.autocast(dev.type, dtype=AUTOCAST_DTYPES[precision])
@@ -283,6 +286,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
             with autocast():
                 loss = state.loss_fn(model(x), y)
             scaler.scale(loss).backward()
+            for m in methods:
+                m.after_backward(state)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()

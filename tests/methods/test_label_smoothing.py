@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import build_state
 from torch import nn
 
 from trainbench.methods import METHODS, TrainState
 from trainbench.methods.label_smoothing import LabelSmoothing, smooth_targets
-from trainbench.timeunits import Clock
 
 
 def soft_ce(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -72,9 +72,7 @@ def test_matches_torch_label_smoothing_for_mixup_targets(e: float) -> None:
 
 
 def state() -> TrainState:
-    return TrainState(recipe={}, model=nn.Linear(4, 3), device=torch.device("cpu"),
-                      clock=Clock(10, 8, 100), num_classes=3,
-                      generator=torch.Generator().manual_seed(0), data=None)
+    return build_state(model=nn.Linear(4, 3))
 
 
 def test_method_sets_a_smoothing_loss() -> None:

@@ -8,7 +8,9 @@ Event order in one run::
 
     on_init        model built and on the device, optimizer not yet built (may swap modules)
     on_fit_start   optimizer and schedule built
-    per step:  on_batch(x, y) -> (x, y)   then forward, loss_fn, backward, optimizer step
+    per step:  on_batch(x, y) -> (x, y)   then forward, loss_fn, backward
+               after_backward              gradients ready (fp16: still scaled; see state.scaler)
+               optimizer step, LR schedule step
                after_step                  (fired in reverse method order, so methods unwind)
     on_eval        at each evaluation point; returns extra points.csv columns
     on_end         after the last step
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -47,6 +50,8 @@ class TrainState:
     num_classes: int
     generator: torch.Generator  # method randomness, seeded from the recipe's seed
     data: Any  # trainbench.data.loader.DeviceData
+    scaler: torch.amp.GradScaler
+    host_rng: np.random.Generator  # host-side draws (mixing lambdas): no device sync
     loss_fn: LossFn = field(default_factory=nn.CrossEntropyLoss)
     optimizer: torch.optim.Optimizer | None = None
     schedule: Any = None  # trainbench.schedules.Schedule
@@ -58,6 +63,7 @@ class Method:
     ``__init__`` arguments with type hints and defaults, and override the events they need."""
 
     columns: ClassVar[tuple[str, ...]] = ()  # extra points.csv columns this method fills
+    order: ClassVar[int] = 0  # event order: model surgery < 0 < averaging; compile last
 
     def on_init(self, state: TrainState) -> None:
         pass
@@ -68,6 +74,9 @@ class Method:
     def on_batch(self, state: TrainState, x: torch.Tensor,
                  y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x, y
+
+    def after_backward(self, state: TrainState) -> None:
+        pass
 
     def after_step(self, state: TrainState) -> None:
         pass

@@ -1,0 +1,40 @@
+"""Helpers for method tests: a minimal TrainState, and a tiny in-memory dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trainbench.data import ImageData
+from trainbench.data.loader import DeviceData
+from trainbench.methods import TrainState
+from trainbench.timeunits import Clock
+
+
+def tiny_data(n: int = 32, channels: int = 1, size: int = 4, classes: int = 3) -> DeviceData:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, channels, size, size), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return DeviceData(ImageData(x, y, x.clone(), y.clone(), classes), torch.device("cpu"),
+                      batch_size=8, eval_batch_size=16, augment=[], crop_padding=0,
+                      normalize=True, seed=0)
+
+
+def build_state(model: nn.Module | None = None, recipe: dict[str, Any] | None = None,
+                **kw: Any) -> TrainState:
+    defaults: dict[str, Any] = dict(
+        recipe=recipe or {}, model=model or nn.Linear(4, 3), device=torch.device("cpu"),
+        clock=Clock(10, 8, 100), num_classes=3, generator=torch.Generator().manual_seed(0),
+        data=None, scaler=torch.amp.GradScaler("cpu", enabled=False),
+        host_rng=np.random.default_rng(0))
+    defaults.update(kw)
+    return TrainState(**defaults)
+
+
+@pytest.fixture
+def make_state():
+    return build_state
