@@ -3,6 +3,7 @@ agreement with torch.optim.lr_scheduler, and the recipe rules of self-timed sche
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -102,7 +103,7 @@ def test_cyclic_linear_shape_decays_linearly() -> None:
         n = end - start
         values = [s.factor(step) for step in range(start, end)]
         assert values == [1 - i / n for i in range(n)]
-        diffs = [a - b for a, b in zip(values, values[1:], strict=False)]
+        diffs = [a - b for a, b in itertools.pairwise(values)]
         assert diffs == pytest.approx([1 / n] * (n - 1), abs=1e-12)  # constant slope
         assert s.end_factor(end) == 0.0
 
@@ -302,7 +303,8 @@ def test_extends_switching_to_cyclic_drops_the_base_duration(tmp_path: Path) -> 
     assert r["duration"] == "8ep"  # 1ep warmup (kept: a common key) + 1 + 2 + 4
     assert r["schedule"]["warmup"] == "1ep"
     # a child that states a conflicting duration itself is still refused
-    child.write_text(f"extends: {QUICKSTART}\nduration: 9ep\nschedule: {{name: cyclic, t0: 1ep, cycles: 3}}\n")
+    child.write_text(f"extends: {QUICKSTART}\nduration: 9ep\n"
+                     "schedule: {name: cyclic, t0: 1ep, cycles: 3}\n")
     with pytest.raises(RecipeError, match=r"set it to 8ep"):
         load_recipe(child)
 

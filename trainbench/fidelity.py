@@ -79,6 +79,15 @@ def fidelity(name: str, cyclic: Points, ref: Points, baseline: str | None = None
              base_cyclic: Points | None = None, base_ref: Points | None = None) -> FidelityReport:
     notes: list[str] = []
     c, r = _align(cyclic, ref, name, notes)
+    with_base = baseline is not None and base_cyclic is not None and base_ref is not None
+    if with_base:
+        # Every metric covers the same points: those the method and the baseline both have.
+        bc, br = _align(base_cyclic or [], base_ref or [], str(baseline), notes)
+        if len(bc) != len(c):
+            notes.append(f"{baseline}: {len(bc)} points vs {len(c)} for {name}; "
+                         f"compared the first {min(len(c), len(bc))}.")
+        n = min(len(c), len(bc))
+        c, r, bc, br = c[:n], r[:n], bc[:n], br[:n]
     if not c:
         raise ValueError(f"{name}: no curve points to compare")
     rows = [FidelityRow(i + 1, cp["epoch"], rp["test_acc"], cp["test_acc"],
@@ -88,11 +97,8 @@ def fidelity(name: str, cyclic: Points, ref: Points, baseline: str | None = None
     avg_gap = sum(gaps[1:]) / (len(gaps) - 1) if len(gaps) > 1 else gaps[0]
     cost_ratio = sum(row.ref_time_s for row in rows) / rows[-1].cyclic_time_s
     corr = None
-    if baseline is not None and base_cyclic is not None and base_ref is not None:
-        bc, br = _align(base_cyclic, base_ref, baseline, notes)
-        n = min(len(rows), len(bc))
-        rows = rows[:n]
-        for row, b_c, b_r in zip(rows, bc, br, strict=False):
+    if with_base:
+        for row, b_c, b_r in zip(rows, bc, br, strict=True):
             row.ref_gain = row.ref_acc - b_r["test_acc"]
             row.cyclic_gain = row.cyclic_acc - b_c["test_acc"]
         corr = pearson([row.ref_gain for row in rows], [row.cyclic_gain for row in rows])  # type: ignore[misc]
