@@ -75,10 +75,22 @@ def test_existing_unfinished_run_is_refused_before_training(tmp_path: Path) -> N
     run = tmp_path / "quickstart" / "seed0"
     run.mkdir(parents=True)
     (run / "meta.json").write_text(json.dumps({"status": "failed"}))
+    (run / "recipe.yaml").write_text(load_recipe(ROOT / "recipes" / "quickstart.yaml").to_yaml())
     result = invoke("run", ROOT / "recipes" / "quickstart.yaml", "--out", tmp_path)
     assert result.exit_code == 2
     assert "status 'failed'" in result.output and "--force" in result.output
     assert not (run / "points.csv").exists()
+
+
+def test_existing_run_of_another_recipe_is_not_reused(tmp_path: Path) -> None:
+    run = tmp_path / "quickstart" / "seed0"
+    run.mkdir(parents=True)
+    (run / "meta.json").write_text(json.dumps({"status": "completed"}))
+    (run / "recipe.yaml").write_text(
+        load_recipe(ROOT / "recipes" / "quickstart.yaml", ["optimizer.lr=0.3"]).to_yaml())
+    result = invoke("run", ROOT / "recipes" / "quickstart.yaml", "--out", tmp_path)
+    assert result.exit_code == 2
+    assert "holds a run of a different recipe" in result.output and "--force" in result.output
 
 
 def test_unwritable_output_is_bad_input(tmp_path: Path) -> None:

@@ -43,7 +43,11 @@ def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
             plan = PlannedRun(r, run)
             if run.exists() and not force:
                 status = _status(run)
-                if status == "completed":
+                if _recipe_text(run) != r.to_yaml():
+                    problems.append(f"{run.path} holds a run of a different recipe (its "
+                                    f"recipe.yaml differs from '{r.source}' as resolved now). "
+                                    "Use --force to replace it, or another --out.")
+                elif status == "completed":
                     plan.skip = f"already completed in {run.path} (use --force to run it again)"
                 else:
                     problems.append(f"{run.path} already holds a run with status '{status}'. "
@@ -60,6 +64,13 @@ def _status(run: RunDir) -> str:
         return str(run.read_meta().get("status", "unknown"))
     except (OSError, ValueError):
         return "unreadable"
+
+
+def _recipe_text(run: RunDir) -> str:
+    try:
+        return run.recipe_path.read_text()
+    except OSError:
+        return ""
 
 
 def _check_writable(out: Path) -> None:
