@@ -120,3 +120,17 @@ def test_every_shipped_recipe_smoke_runs(tmp_path: Path) -> None:
             assert json.loads((sub / "meta.json").read_text())["total_steps"] <= 24
     cifar = json.loads((tmp_path / "cifar10-baseline/seed0-smoke/meta.json").read_text())
     assert cifar["synthetic_data"] is True  # no CIFAR files here: same-shape synthetic stand-in
+
+
+def test_digits_method_recipes_run_on_real_data(tmp_path: Path) -> None:
+    # Every shipped digits recipe with a fixed-length schedule, shortened to 3 epochs (the
+    # cyclic ones run in full in tests/test_budgets_fidelity.py).
+    recipes = [r for r in sorted((ROOT / "recipes" / "digits").glob("*.yaml"))
+               if load_recipe(r)["schedule"]["name"] == "cosine"]
+    assert len(recipes) >= 8
+    result = invoke("run", *recipes, "--set", "duration=3ep", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    for r in recipes:
+        name = load_recipe(r).name
+        points = read_points(tmp_path / name / "seed0" / "points.csv")
+        assert points[-1]["test_acc"] > 0.5, (name, points[-1])
