@@ -1,0 +1,138 @@
+"""Exponential moving average of the weights (EMA; Polyak & Juditsky 1992, "Acceleration of
+stochastic approximation by averaging"; as timm's ``ModelEmaV3``).
+
+Keeps an evaluation-only copy of the model whose weights follow the trained ones::
+
+    ema = decay * ema + (1 - decay) * model          (every ``every`` optimizer steps)
+
+Floating-point buffers (BatchNorm running statistics) are averaged the same way; integer
+buffers (``num_batches_tracked``) are copied. With ``warmup: true`` the decay used for the
+update after ``n`` earlier updates is ``min(decay, (1 + n) / (10 + n))`` (0.1, 0.18, 0.25,
+...), so the average forgets the random initial weights quickly. Each evaluation point also
+evaluates the average, in the columns ``test_acc_ema``, ``test_loss_ema``, ``test_ece_ema``.
+
+The update is sync-free: the decay is a host float and the tensors are updated with
+``torch._foreach_lerp_``/``_foreach_copy_``, so no device value is read on the host. (torch's
+``AveragedModel.update_parameters`` does ``bool(self.n_averaged == 0)`` on every call, one
+host-device synchronisation per step, which is why it is not used here.)
+
+Recipe::
+
+    methods:
+      ema: {decay: 0.999, warmup: false, every: 1}
+
+Runs at order 10: after model surgery (its copy has the final architecture) and before
+compilation (it copies the plain module). Methods that re-register parameters during
+training (``torch.nn.utils.prune`` turns ``weight`` into ``weight_orig`` + a mask) leave
+the average following the unmasked ``weight_orig``.
+
+Cyclic runs: the average depends on the step count, not on the fraction of training, so it
+is well defined in a cyclic run. It is not reset at cycle restarts: at a cycle end it spans
+the recent steps of that cycle and, with a decay close to 1 and short cycles, weights from
+before the restart (its horizon is about ``every / (1 - decay)`` steps).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Annotated, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+from trainbench.methods.base import METHODS, Evaluate, Method, TrainState
+from trainbench.registry import PosInt, Range
+
+T = TypeVar("T")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module behind a ``torch.compile`` wrapper (``OptimizedModule``)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def copy_model(model: nn.Module, who: str,
+               copier: Callable[[nn.Module], T] = copy.deepcopy) -> T:  # type: ignore[assignment]
+    """``copier`` (default: a deep copy) applied to the plain ``model``, or an error that
+    says why the model cannot be copied."""
+    try:
+        return copier(unwrap(model))
+    except RuntimeError as e:  # e.g. a pruned model: its 'weight' is a non-leaf tensor
+        raise RuntimeError(
+            f"{who}: cannot copy the model ({e}). A method that reparametrises the model "
+            "(torch.nn.utils.prune, weight_norm) before the averaged copy is made must "
+            "remove its reparametrisation first, or run after this method.") from e
+
+
+def model_tensors(model: nn.Module, names: Sequence[str]) -> list[torch.Tensor]:
+    """The parameters and buffers of ``model`` called ``names`` (detached), in that order."""
+    model = unwrap(model)
+    found = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise RuntimeError(f"the model no longer has {', '.join(missing[:5])}: a method changed "
+                           "its parameters after the averaged copy was made.")
+    return [found[n].detach() for n in names]
+
+
+def ema_decay(decay: float, n_updates: int, warmup: bool) -> float:
+    """The decay of the update that follows ``n_updates`` earlier updates (a host float)."""
+    return min(decay, (1 + n_updates) / (10 + n_updates)) if warmup else decay
+
+
+@torch.no_grad()
+def ema_update_(ema_tensors: Sequence[torch.Tensor], model_tensors: Sequence[torch.Tensor],
+                decay: float) -> None:
+    """In place, without a host sync: ``ema = decay * ema + (1 - decay) * model`` for
+    floating-point tensors; other tensors (integer counters) are copied."""
+    ema_f, model_f, ema_o, model_o = [], [], [], []
+    for e, m in zip(ema_tensors, model_tensors, strict=True):
+        if e.is_floating_point():
+            ema_f.append(e)
+            model_f.append(m)
+        else:
+            ema_o.append(e)
+            model_o.append(m)
+    if ema_f:
+        torch._foreach_lerp_(ema_f, model_f, 1.0 - decay)
+    if ema_o:
+        torch._foreach_copy_(ema_o, model_o)
+
+
+@METHODS.register("ema")
+class EMA(Method):
+    """Exponential moving average of the weights, evaluated at each point (Polyak averaging)."""
+
+    columns: ClassVar[tuple[str, ...]] = ("test_acc_ema", "test_loss_ema", "test_ece_ema")
+    order: ClassVar[int] = 10
+
+    def __init__(self, *, decay: Annotated[float, Range(gt=0, lt=1)] = 0.999, warmup: bool = False,
+                 every: PosInt = 1) -> None:
+        self.decay, self.warmup, self.every = decay, warmup, every
+        self.updates = 0
+        self.ema: nn.Module | None = None
+
+    def on_init(self, state: TrainState) -> None:
+        self.ema = copy_model(state.model, "ema").eval().requires_grad_(False)
+
+    def on_fit_start(self, state: TrainState) -> None:
+        # The pairs are resolved once, by name, against the model being trained (compiled or
+        # not); the step loop then only launches two foreach kernels.
+        assert self.ema is not None
+        names = [n for n, _ in self.ema.named_parameters()] + [n for n, _ in self.ema.named_buffers()]
+        self._ema_tensors = model_tensors(self.ema, names)
+        self._model_tensors = model_tensors(state.model, names)
+
+    def after_step(self, state: TrainState) -> None:
+        if state.step % self.every:
+            return
+        ema_update_(self._ema_tensors, self._model_tensors,
+                    ema_decay(self.decay, self.updates, self.warmup))
+        self.updates += 1
+
+    def on_eval(self, state: TrainState, evaluate: Evaluate) -> dict[str, float]:
+        assert self.ema is not None
+        r = evaluate(self.ema)
+        return {"test_acc_ema": r["test_acc"], "test_loss_ema": r["test_loss"],
+                "test_ece_ema": r["test_ece"]}

@@ -1,0 +1,244 @@
+"""Stochastic weight averaging (Izmailov, Podoprikhin, Garipov, Vetrov and Wilson, "Averaging
+Weights Leads to Wider Optima and Better Generalization", UAI 2018).
+
+From ``start`` on, the weights are averaged (equal weights) every ``every``, counted back
+from the end of the run so the final weights are always in the average: in a 30-epoch run
+with ``start: 0.75dur`` and ``every: 1ep`` the snapshots are those after epochs 23, 24, ...,
+30. Built on ``torch.optim.swa_utils``: the average is an ``AveragedModel``; before each
+evaluation at which it has new snapshots its BatchNorm statistics are recomputed with
+``update_bn`` on the clean training images (normalised, in order, no augmentation, no
+mixing, no autocast), only if the model has BatchNorm. Each evaluation point also evaluates
+the average, in the columns ``test_acc_swa``, ``test_loss_swa``, ``test_ece_swa``; they are
+blank while the average is empty.
+
+With ``lr`` set, ``SWALR`` is created at ``start`` and anneals the LR (``anneal_strategy``
+cos or linear) from the schedule's value there to ``lr`` over ``anneal`` steps, then holds
+it. It is stepped after the engine's schedule on every optimizer step, so it wins. (The
+``lr`` column of points.csv still shows the schedule's LR.)
+
+The averaging update itself is sync-free (the snapshot count is kept on the host), unlike
+``AveragedModel.update_parameters``, which reads ``n_averaged`` on the host at each call.
+
+Recipe::
+
+    methods:
+      swa: {start: 0.75dur, every: 1ep}                  # with the recipe's own schedule
+      swa: {start: 0.75dur, lr: 0.01, anneal: 2ep}       # SWALR: constant LR 0.01 after 2ep
+
+Runs at order 10: after model surgery (the copy has the final architecture), before
+compilation (it copies the plain module).
+
+Cyclic runs (a self-timed ``cyclic``/``sgdr`` schedule with more than one cycle): the run
+holds a whole curve, so "75% of training" is anchored per cycle. ``start`` must be in 'dur'
+and is the fraction into *each* cycle (the first cycle counts from step 0, warmup included,
+so the first point is exactly the matching budget run's); the average is reset at each
+cycle's start, so the point at each cycle end reports the SWA of that cycle's last part,
+and points between a cycle start and its averaging window are blank. ``lr`` must be null
+there: the cyclic schedule governs the LR. In budgets mode each budget run is a single
+cycle and SWA behaves as in any single run.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
+
+from trainbench.errors import InputError
+from trainbench.methods.base import METHODS, Evaluate, Method, TrainState
+from trainbench.methods.ema import copy_model, model_tensors
+from trainbench.registry import PosFloat
+from trainbench.timeunits import Time
+
+FIELD = ("methods", "swa")
+
+
+def swa_steps(start_step: int, end_step: int, every: int) -> list[int]:
+    """The steps after which a snapshot is averaged: ``end_step``, ``end_step - every``, ...
+    down to ``start_step`` (steps below 1 excluded), in increasing order."""
+    return list(range(end_step, max(start_step, 1) - 1, -every))[::-1]
+
+
+def cycle_windows(cycle_ends: Sequence[int], start: float) -> list[tuple[int, int]]:
+    """Per cycle, ``(first, end)``: averaging may happen at steps ``first..end``. Cycle k
+    spans the steps after ``cycle_ends[k-1]`` (0 for the first cycle) up to ``cycle_ends[k]``,
+    and its window starts the fraction ``start`` into it (at least one step in)."""
+    out, prev = [], 0
+    for end in cycle_ends:
+        out.append((max(prev + round(start * (end - prev)), prev + 1), end))
+        prev = end
+    return out
+
+
+@torch.no_grad()
+def swa_update_(averaged: Sequence[torch.Tensor], current: Sequence[torch.Tensor],
+                n_averaged: int) -> None:
+    """In place: the running equal-weight mean after adding ``current`` to an average of
+    ``n_averaged`` snapshots (a copy when ``n_averaged`` is 0). No host sync."""
+    if n_averaged == 0:
+        torch._foreach_copy_(list(averaged), list(current))
+    else:
+        torch._foreach_lerp_(list(averaged), list(current), 1.0 / (n_averaged + 1))
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _multi_cycle(recipe: dict[str, Any]) -> bool:
+    from trainbench.schedules import SCHEDULES
+
+    sched = recipe["schedule"]
+    return (recipe["curve"]["mode"] == "cyclic" and SCHEDULES.get(sched["name"]).self_timed
+            and sched.get("cycles", 1) > 1)
+
+
+@METHODS.register("swa")
+class SWA(Method):
+    """Stochastic weight averaging with BN recomputation and optional SWALR (Izmailov et al. 2018)."""
+
+    columns: ClassVar[tuple[str, ...]] = ("test_acc_swa", "test_loss_swa", "test_ece_swa")
+    order: ClassVar[int] = 10
+
+    def __init__(self, *, start: Time = Time(0.75, "dur"), lr: PosFloat | None = None,
+                 anneal: Time = Time(0, "ep"), anneal_strategy: Literal["cos", "linear"] = "cos",
+                 every: Time = Time(1, "ep")) -> None:
+        self.start, self.lr, self.anneal = start, lr, anneal
+        self.anneal_strategy, self.every = anneal_strategy, every
+        self.swa: AveragedModel | None = None
+        self.swalr: SWALR | None = None
+        self.n = 0  # snapshots in the average (host copy of swa.n_averaged)
+        self.avg_cycle = -1  # the cycle whose snapshots the average holds
+        self.fresh = False  # new snapshots since the last evaluation of the average
+        self.cached: dict[str, float] = {}
+
+    # --- set-up ---
+
+    def on_init(self, state: TrainState) -> None:
+        self.swa = copy_model(state.model, "swa", AveragedModel)  # deep-copies the plain module
+        self.swa.requires_grad_(False)
+        self.has_bn = has_batchnorm(self.swa.module)
+        self.param_names = [n for n, _ in self.swa.module.named_parameters()]
+        self.buffer_names = [n for n, _ in self.swa.module.named_buffers()]
+
+    def on_fit_start(self, state: TrainState) -> None:
+        sched, clock = state.schedule, state.clock
+        total = clock.total_steps
+        self.every_steps = clock.steps(self.every, at_least_one=True)
+        ends = list(sched.curve_points())
+        if sched.self_timed and len(ends) > 1:
+            if self.start.unit != "dur" or self.lr is not None:
+                raise InputError("methods.swa: in a cyclic run 'start' must be in 'dur' and 'lr' "
+                                 f"null (got start {self.start}, lr {self.lr}).")
+            self.cycle_ends = ends
+            self.windows = cycle_windows(ends, self.start.value)
+        else:
+            first = clock.steps(self.start)
+            if first > total:
+                raise InputError(f"methods.swa.start: {self.start} is step {first}, after the run's "
+                                 f"last step {total}; no weights would be averaged. Lower it.")
+            self.cycle_ends = [total]
+            self.windows = [(max(first, 1), total)]
+        self.start_step = clock.steps(self.start)
+        self.anneal_steps = clock.steps(self.anneal)
+
+    # --- per step ---
+
+    def cycle_of(self, step: int) -> int:
+        """Index of the cycle holding ``step`` (a cycle end belongs to the cycle it ends)."""
+        return bisect.bisect_left(self.cycle_ends, step)
+
+    def is_swa_step(self, step: int) -> bool:
+        k = self.cycle_of(step)
+        if k >= len(self.windows):
+            return False
+        first, end = self.windows[k]
+        return first <= step and (end - step) % self.every_steps == 0
+
+    def after_step(self, state: TrainState) -> None:
+        s = state.step
+        if self.lr is not None and s >= self.start_step:
+            self._step_swalr(state.optimizer)
+        if self.is_swa_step(s):
+            k = self.cycle_of(s)
+            if k != self.avg_cycle:  # a new cycle: the next snapshot starts a new average
+                self.n, self.avg_cycle = 0, k
+            self._average(state.model)
+
+    def _step_swalr(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.swalr is None:
+            self.swalr = SWALR(optimizer, swa_lr=self.lr, anneal_epochs=self.anneal_steps,
+                               anneal_strategy=self.anneal_strategy)
+        else:
+            # The engine's LambdaLR has just overwritten the LR with the schedule's; SWALR
+            # interpolates from the LR it set itself, so give it that back first.
+            for group, lr in zip(optimizer.param_groups, self.swa_lrs, strict=True):
+                group["lr"] = lr
+            self.swalr.step()
+        self.swa_lrs = [group["lr"] for group in optimizer.param_groups]
+
+    def _average(self, model: nn.Module) -> None:
+        assert self.swa is not None
+        module = self.swa.module
+        swa_update_(model_tensors(module, self.param_names), model_tensors(model, self.param_names),
+                    self.n)
+        if self.buffer_names:  # buffers follow the model, as AveragedModel(use_buffers=False)
+            torch._foreach_copy_(model_tensors(module, self.buffer_names),
+                                 model_tensors(model, self.buffer_names))
+        self.n += 1
+        self.swa.n_averaged.fill_(self.n)
+        self.fresh = True
+
+    # --- evaluation ---
+
+    def recompute_bn(self, state: TrainState) -> None:
+        """BatchNorm statistics of the average from one pass over the clean training images."""
+        assert self.swa is not None
+        with torch.autocast(state.device.type, enabled=False):
+            update_bn(state.data.clean_train_batches(), self.swa.module)
+
+    def on_eval(self, state: TrainState, evaluate: Evaluate) -> dict[str, float]:
+        if self.n == 0 or self.cycle_of(state.step) != self.avg_cycle:
+            return {}  # empty, or holding an earlier cycle's average: blank
+        if self.fresh:
+            assert self.swa is not None
+            if self.has_bn:
+                self.recompute_bn(state)
+            r = evaluate(self.swa.module)
+            self.cached = {"test_acc_swa": r["test_acc"], "test_loss_swa": r["test_loss"],
+                           "test_ece_swa": r["test_ece"]}
+            self.fresh = False
+        return dict(self.cached)
+
+    @classmethod
+    def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
+        p = recipe["methods"]["swa"]
+        start, every, anneal = Time.parse(p["start"]), Time.parse(p["every"]), Time.parse(p["anneal"])
+        dur = Time.parse(recipe["duration"])
+        same = start.unit == dur.unit
+        at_end = start.value >= 1 if start.unit == "dur" else same and start.value >= dur.value
+        if at_end:
+            yield (*FIELD, "start"), (f"start {start} is not before the end of the run ({dur}), so "
+                                      "no weights would be averaged; lower it, e.g. start: 0.75dur.")
+        if every.value == 0:
+            yield (*FIELD, "every"), "every must be greater than 0 (e.g. every: 1ep)."
+        if _multi_cycle(recipe):
+            cycles = recipe["schedule"]["cycles"]
+            what = f"a cyclic run ('{recipe['schedule']['name']}' schedule, {cycles} cycles)"
+            if start.unit != "dur":
+                yield (*FIELD, "start"), (f"in {what} 'start' is the fraction into each cycle, so it "
+                                          f"must be in 'dur' (got {start}); e.g. start: 0.75dur "
+                                          "averages the last quarter of every cycle.")
+            if p["lr"] is not None:
+                yield (*FIELD, "lr"), (f"in {what} the cyclic schedule governs the LR; set lr: null "
+                                       "(SWALR's constant LR would replace the cycles).")
+            if every.unit == "dur":
+                yield (*FIELD, "every"), (f"in {what} 'every' must be in 'ep', 'ba' or 'sp' "
+                                          f"(got {every}), e.g. every: 1ep.")
+        if p["lr"] is None and anneal.value > 0:
+            yield (*FIELD, "anneal"), (f"anneal {anneal} has no effect without lr (the SWA LR); "
+                                       "set lr, or remove anneal.")
