@@ -18,15 +18,19 @@ Prints per-round throughputs and ``throughput ratio trainbench/raw`` (median ove
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from trainbench.engine import load_data, resolve_device, seed_everything, sync, train
+from trainbench.methods.cutmix import cutmix_batch, cutmix_box
+from trainbench.methods.mixup import mixup_batch
 from trainbench.models import build_model
 from trainbench.optim import build_optimizer
 from trainbench.recipe import Recipe, load_recipe
@@ -44,13 +48,16 @@ def make_recipe(args: argparse.Namespace, steps: int) -> Recipe:
     if args.dataset == "synthetic":
         sets += ["data.train_size=10000", "data.test_size=1000"]
     for m in filter(None, args.methods.split(",")):
-        sets.append(f"methods.{m}={{}}")
+        sets.append(f"methods.{m}={{}}")  # each method's defaults (the raw loop uses the same)
     return load_recipe(Path(__file__).parent.parent / "recipes" / "quickstart.yaml", sets)
 
 
 def raw_loop(recipe: Recipe, steps: int) -> float:
-    """The minimal loop a user would write by hand; returns steps per second."""
+    """The minimal loop a user would write by hand; returns steps per second. With methods
+    on, it does the same work inline (the same mixing functions, smoothed cross-entropy, a
+    foreach EMA), so the ratio measures trainbench's own overhead, not the methods' compute."""
     r = recipe.data
+    methods = r["methods"]
     dev = resolve_device(r["device"])
     seed_everything(recipe.seed)
     images, _, _ = load_data(recipe, smoke=False)
@@ -59,13 +66,20 @@ def raw_loop(recipe: Recipe, steps: int) -> float:
     std = x_all.std((0, 2, 3), keepdim=True)
     x_all = (x_all - mean) / std
     y_all = images.train_y.to(dev)
-    model = build_model(r["model"], x_all.shape[1], images.num_classes).to(dev)
+    k = images.num_classes
+    model = build_model(r["model"], x_all.shape[1], k).to(dev)
     opt = build_optimizer(model, r["optimizer"])
     bs = r["data"]["batch_size"]
     spe = len(y_all) // bs
     sched = build_schedule(r["schedule"]).bind(Clock(spe, bs, steps), r["optimizer"]["lr"])
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, sched.factor)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r["precision"])
+    smoothing = methods.get("label_smoothing", {}).get("smoothing", 0.0)
+    rng = np.random.default_rng(0)
+    ema = copy.deepcopy(model).requires_grad_(False) if "ema" in methods else None
+    ema_t = [*ema.parameters(), *ema.buffers()] if ema is not None else []
+    live_t = [*model.parameters(), *model.buffers()]
+    ema_f = [(e, m) for e, m in zip(ema_t, live_t, strict=True) if e.is_floating_point()]
     model.train()
     perm = torch.randperm(len(y_all), device=dev)
     sync(dev)
@@ -75,12 +89,21 @@ def raw_loop(recipe: Recipe, steps: int) -> float:
         if i == 0:
             perm = torch.randperm(len(y_all), device=dev)
         idx = perm[i * bs:(i + 1) * bs]
+        x, y = x_all[idx], y_all[idx]
+        if "cutmix" in methods and ("mixup" not in methods or rng.random() < 0.5):
+            lam = rng.beta(1.0, 1.0)
+            box = cutmix_box(x.shape[2], x.shape[3], lam, rng)
+            x, y, _ = cutmix_batch(x, y, k, box, torch.randperm(len(y), device=dev))
+        elif "mixup" in methods:
+            x, y = mixup_batch(x, y, k, rng.beta(0.2, 0.2), torch.randperm(len(y), device=dev))
         opt.zero_grad(set_to_none=True)
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+            loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
         loss.backward()
         opt.step()
         lr_sched.step()
+        if ema_f:
+            torch._foreach_lerp_([e for e, _ in ema_f], [m for _, m in ema_f], 1 - 0.999)
     sync(dev)
     return steps / (time.perf_counter() - t0)
 
