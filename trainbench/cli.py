@@ -110,14 +110,12 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
 ) -> None:
     """Train recipe(s) and write one run directory per recipe x seed."""
-    from trainbench.runner import check_data, plan_runs
+    from trainbench.runner import plan_runs
 
     try:
         # --device is an override like any other, so recipe.yaml records where it ran.
         loaded = _load(recipes, [*(set_ or []), *([f"device={json.dumps(device)}"] if device else [])])
         plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force)
-        if not smoke:
-            check_data([p.recipe for p in plans if not p.skip])
     except InputError as e:
         raise _fail(e) from None
 
@@ -239,8 +237,8 @@ def fidelity(
     Completed runs in OUT are reused."""
     from trainbench.fidelity import fidelity as measure
     from trainbench.fidelity import write_report
-    from trainbench.recipe import load_recipe
-    from trainbench.runner import check_data, plan_runs
+    from trainbench.recipe import load_recipe, self_timed
+    from trainbench.runner import plan_runs
 
     sets = [*(set_ or []), *([f"device={json.dumps(device)}"] if device else [])]
     paths = [recipe] if baseline is None else [recipe, baseline]
@@ -248,7 +246,7 @@ def fidelity(
         pairs = []
         for p, r in zip(paths, _load(paths, sets), strict=True):
             if r["curve"]["mode"] != "cyclic" or r["curve"]["budgets"] is not None \
-                    or not _self_timed(r["schedule"]["name"]):
+                    or not self_timed(r["schedule"]["name"]):
                 raise InputError(f"{p}: fidelity compares a cyclic run with separate runs at its "
                                  "cycle ends, so the recipe needs schedule.name cyclic or sgdr "
                                  f"(got '{r['schedule']['name']}') and the default curve section.")
@@ -256,8 +254,6 @@ def fidelity(
             pairs.append((r, ref))
         plans = plan_runs([x for pair in pairs for x in pair], out=out, seed=seed, smoke=smoke,
                           force=force)
-        if not smoke:
-            check_data([p.recipe for p in plans if not p.skip])
     except InputError as e:
         raise _fail(e) from None
     rows, code = _execute(plans, smoke)
@@ -273,12 +269,6 @@ def fidelity(
     files = write_report(report, out / "fidelity" / name)
     _print_fidelity(report)
     console.print("Written: " + ", ".join(str(f) for f in files), highlight=False)
-
-
-def _self_timed(schedule: str) -> bool:
-    from trainbench.schedules import SCHEDULES
-
-    return SCHEDULES.get(schedule).self_timed
 
 
 def _print_fidelity(report: Any) -> None:

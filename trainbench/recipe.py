@@ -201,12 +201,12 @@ def drop_switched_params(base: dict[str, Any], over: Mapping[str, Any]) -> dict[
         if isinstance(old, dict) and isinstance(new, Mapping) and key in new \
                 and old.get(key, params_of(common)[key].default) != new[key]:
             out[section] = {k: v for k, v in old.items() if k in params_of(common)}
-            if section == "schedule" and _self_timed(new[key]):
+            if section == "schedule" and self_timed(new[key]):
                 out.pop("duration", None)  # the new schedule sets the run's length itself
     return out
 
 
-def _self_timed(schedule_name: Any) -> bool:
+def self_timed(schedule_name: Any) -> bool:
     from trainbench.schedules import SCHEDULES
 
     return schedule_name in SCHEDULES and SCHEDULES.get(schedule_name).self_timed

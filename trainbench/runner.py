@@ -56,6 +56,8 @@ def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
     if problems:
         raise InputError("\n".join(problems))
     _check_writable(out)
+    if not smoke:  # smoke runs stand in synthetic data for missing files
+        check_data([p.recipe for p in plans if not p.skip])
     return plans
 
 
