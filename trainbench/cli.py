@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -121,7 +123,24 @@ def run(
 
     rows, code = _execute(plans, smoke)
     _print_summary(rows)
+    if len(plans) > 1:
+        _compare_what_ran(plans, smoke)
     raise typer.Exit(code)
+
+
+def _compare_what_ran(plans: list[PlannedRun], smoke: bool) -> None:
+    """The comparison of a several-run call (table format), speedups against the first
+    recipe given when there are several recipes."""
+    from trainbench.compare import compare as build
+
+    names = list(dict.fromkeys(p.recipe.name for p in plans))
+    try:
+        c = build([p.run.path for p in plans if p.run.exists()],
+                  baseline=names[0] if len(names) > 1 else None, include_smoke=smoke)
+    except InputError:
+        return  # nothing was written to compare
+    console.print()
+    _print_comparison(c, "table")
 
 
 def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], int]:
@@ -292,6 +311,114 @@ def _print_fidelity(report: Any) -> None:
                   f"{report.cost_ratio:.2f}x" + (f"   gain correlation: {corr}" if report.baseline else ""))
     for note in report.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
+
+
+class XAxis(StrEnum):
+    time = "time"
+    epochs = "epochs"
+    samples = "samples"
+    sparsity = "sparsity"
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def compare(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Run directories, or folders holding them (searched recursively).", show_default=False)],
+    baseline: Annotated[str | None, typer.Option(
+        help="Recipe name the speedups are measured against.")] = None,
+    target: Annotated[float | None, typer.Option(
+        help="Accuracy to reach (0.98 or 98): adds the time each recipe needs to get there.")] = None,
+    x: Annotated[XAxis, typer.Option(
+        "--x", help="Cost axis: time (training s), epochs (compares machines), samples, sparsity.")
+    ] = XAxis.time,
+    metric: Annotated[str, typer.Option(
+        help="points.csv column compared (e.g. test_acc_swa, test_acc_ema); runs without it use "
+             "test_acc.")] = "test_acc",
+    plot: Annotated[Path | None, typer.Option(
+        help="Also draw the curves, seed bands and Pareto frontier (PNG or SVG).")] = None,
+    format_: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,
+    include_smoke: Annotated[bool, typer.Option(
+        "--include-smoke", help="Also compare smoke runs (left out by default).")] = False,
+) -> None:
+    """Compare runs: final accuracy over seeds (mean, std, 95% CI), time to a target,
+    speedup over a baseline, AUC on a log-time axis and the Pareto frontier. Exit 2 when
+    there is nothing to compare."""
+    from trainbench.compare import compare as build
+
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
+        raise _fail(InputError(f"--plot {plot}: give a .png or .svg file name."))
+    try:
+        c = build(paths, baseline=baseline, target=target, x=x.value, metric=metric,
+                  include_smoke=include_smoke)
+    except InputError as e:
+        raise _fail(e) from None
+    _print_comparison(c, format_.value)
+    sys.stdout.flush()
+    if plot is not None:
+        from trainbench.plots import plot_comparison
+
+        try:
+            plot_comparison(c, plot)
+        except OSError as e:
+            raise _fail(InputError(f"--plot {plot}: cannot write it ({e.strerror or e}).")) from None
+        err.print(f"plot: {plot}", highlight=False)
+
+
+def _print_comparison(c: Any, fmt: str) -> None:
+    """The comparison in one format on stdout. table and markdown end with the columns'
+    definitions, warnings and notes; csv keeps stdout pure (those go to stderr); json holds
+    them. Problems (directories not compared) always go to stderr."""
+    from trainbench import compare as cmp
+
+    for p in c.problems:
+        err.print(f"[yellow]skipped:[/] {escape(p)}", highlight=False)
+    if fmt == "csv":
+        print(cmp.to_csv(c), end="")
+    elif fmt == "json":
+        print(cmp.to_json(c), end="")
+    elif fmt == "markdown":
+        print(cmp.to_markdown(c))
+        for line in cmp.legend(c):
+            print(line + "  ")
+        for w in c.warnings:
+            print(f"\n**Warning:** {w}")
+        for n in c.notes:
+            print(f"\nNote: {n}")
+    else:
+        headers, rows = cmp.display_table(c)
+        metric = "accuracy" if c.metric == cmp.DEFAULT_METRIC else c.metric
+        table = Table(title=f"trainbench compare: {metric} vs {cmp.X_NAMES[c.x].split(' (')[0]}",
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for h in headers:
+            table.add_column(h.replace(" vs ", "\nvs "),
+                             justify="left" if h in ("recipe", "runs", "device") else "right",
+                             no_wrap=h == "n", overflow="fold")
+        for r, row in zip(c.recipes, rows, strict=True):
+            color = "green" if r.complete else "yellow" if any(x.status == "completed" for x in r.runs) \
+                else "red"
+            cells = [escape(v) for v in row]
+            cells[1] = f"[{color}]{cells[1]}[/]"
+            table.add_row(*cells)
+        console.print(table)
+        for line in cmp.legend(c):
+            console.print(f"[dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
+    if fmt in ("table",):
+        for w in c.warnings:
+            console.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+        for n in c.notes:
+            console.print(f"[yellow]note:[/] {escape(n)}", highlight=False, soft_wrap=True)
+    elif fmt in ("csv", "json"):
+        for w in c.warnings:
+            err.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+        for n in c.notes:
+            err.print(f"[yellow]note:[/] {escape(n)}", highlight=False, soft_wrap=True)
 
 
 LIST_KINDS = ("datasets", "models", "optimizers", "schedules", "methods")

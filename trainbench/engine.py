@@ -256,6 +256,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
 
     cycles_momentum = schedule.momentum(0) is not None
     curve = set(schedule.curve_points()) | {clock.total_steps}
+    curve |= {s for m in methods for s in m.curve_points(state) if 0 < s <= clock.total_steps}
     evals = set(eval_steps(recipe, clock, sorted(curve)))
     columns = [*POINT_COLUMNS, *(c for m in methods for c in m.columns)]
     points_out = run.points_writer(columns)

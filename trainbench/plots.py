@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from trainbench.compare import Comparison
     from trainbench.recipe import Recipe
 
 
@@ -69,3 +70,58 @@ def plot_lr_schedule(recipe: Recipe, path: Path) -> int:
     fig.savefig(path)
     plt.close(fig)
     return sched.total
+
+
+def plot_comparison(c: Comparison, path: Path) -> None:
+    """One line per recipe (the mean curve over seeds, a marker at each curve point) with a
+    band from the lowest to the highest seed at each point, the Pareto frontier of all mean
+    points as a dashed step line, the target as a dotted line; log cost axis (linear for
+    sparsity); the legend outside the axes. PNG or SVG, from ``path``'s suffix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    from trainbench.compare import X_NAMES
+
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=130)
+    markers = "osD^vP*Xph"
+    for i, r in enumerate(c.recipes):
+        if not r.curve:
+            continue
+        color = f"C{i % 10}"
+        xs = [p.cost for p in r.curve]
+        label = f"{r.name} (n={r.final.n if r.final else 0})"
+        if not r.complete:
+            label += f" [{r.status}]"
+        ax.plot(xs, [100 * p.acc for p in r.curve], "-", marker=markers[i % len(markers)], ms=5,
+                lw=1.6, color=color, label=label, mfc=color if r.complete else "white", zorder=3)
+        if any(p.n > 1 for p in r.curve):
+            ax.fill_between(xs, [100 * p.acc_min for p in r.curve], [100 * p.acc_max for p in r.curve],
+                            color=color, alpha=0.18, lw=0, zorder=2)
+    if c.frontier:
+        fx = [f[2] for f in c.frontier]
+        fy = [100 * f[3] for f in c.frontier]
+        if c.x == "sparsity":  # higher sparsity is better: the frontier falls to the right
+            ax.step(fx, fy, where="pre", ls="--", lw=1.1, color="black", zorder=4, label="Pareto frontier")
+        else:
+            ax.step(fx, fy, where="post", ls="--", lw=1.1, color="black", zorder=4, label="Pareto frontier")
+        ax.plot(fx, fy, "o", ms=9, mfc="none", mec="black", mew=0.9, zorder=4)
+    if c.target is not None:
+        ax.axhline(100 * c.target, ls=":", lw=1, color="grey", zorder=1, label=f"target {100 * c.target:g}%")
+    if c.log_x:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2, 3, 5)))
+        ticks = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(ticks)
+        ax.xaxis.set_minor_formatter(ticks)
+        ax.tick_params(axis="x", which="minor", labelsize=8)
+    metric = "test accuracy" if c.metric == "test_acc" else c.metric
+    ax.set_xlabel(X_NAMES[c.x] + (", log scale" if c.log_x else ""))
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(f"{metric} vs {X_NAMES[c.x].split(' (')[0]}: mean over seeds, band = min to max")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)

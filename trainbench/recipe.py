@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from trainbench.errors import InputError
-from trainbench.registry import REQUIRED, ParamSpec, PosInt, Range, params_of, suggest
+from trainbench.registry import REQUIRED, ParamSpec, PosFloat, PosInt, Range, params_of, suggest
 from trainbench.schedules import Schedule
 from trainbench.timeunits import Time
 
@@ -90,11 +90,22 @@ class CurveSection:
 
 
 @dataclass(kw_only=True)
+class CheckpointSection:
+    # Checkpoints let a run resume bit for bit (trainbench run --resume). Written atomically
+    # into the run directory at every curve point, every `every` of training if set, and
+    # at least every `minutes` minutes of training time; the newest `keep` are kept.
+    curve_points: bool = True
+    every: Time | None = None
+    minutes: PosFloat | None = 10.0
+    keep: PosInt = 2
+
+
+@dataclass(kw_only=True)
 class ExternalModel:
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm/torchvision as is
 
 
-SECTION_ORDER = ("data", "model", "optimizer", "schedule", "eval", "curve", "methods")
+SECTION_ORDER = ("data", "model", "optimizer", "schedule", "eval", "curve", "checkpoint", "methods")
 EXTERNAL_MODEL_PREFIXES = ("timm:", "torchvision:")
 LIST_NAMES = {"data": "datasets", "model": "models", "optimizer": "optimizers", "schedule": "schedules"}
 
@@ -490,6 +501,8 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
                                     SCHEDULES, "name")
     out["eval"] = chk.fill(("eval",), sections["eval"], params_of(EvalSection), "eval")
     out["curve"] = chk.fill(("curve",), sections["curve"], params_of(CurveSection), "curve")
+    out["checkpoint"] = chk.fill(("checkpoint",), sections["checkpoint"], params_of(CheckpointSection),
+                                 "checkpoint")
     if out["schedule"] and not chk.problems:
         _schedule_timing(chk, out, explicit_duration=raw.get("duration"))
 

@@ -15,6 +15,11 @@ Event order in one run::
     on_eval        at each evaluation point; returns extra points.csv columns
     on_end         after the last step
 
+A method may also add curve points (``curve_points``: e.g. a pruning phase's end) and must
+hand over whatever state it keeps across steps (``state_dict`` / ``load_state_dict``:
+averages, masks, counters) so a checkpointed run resumes bit for bit. Tensors, numbers,
+strings, lists and dicts only: checkpoints are loaded with ``torch.load(weights_only=True)``.
+
 Cyclic runs: a method whose behaviour depends on the fraction of training done (SWA's start,
 an EMA warm-up, a pruning schedule) is ill-defined when one run holds a whole curve. Such a
 method either anchors itself per cycle (``state.schedule.curve_points()`` lists the cycle
@@ -86,6 +91,18 @@ class Method:
 
     def on_end(self, state: TrainState) -> None:
         pass
+
+    def curve_points(self, state: TrainState) -> Iterable[int]:
+        """Steps (after ``on_fit_start``) that are tradeoff-curve points besides the
+        schedule's own, e.g. the end of each pruning phase."""
+        return ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this method must carry across a checkpoint (plain tensors and values)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s contents; called after ``on_fit_start``."""
 
     @classmethod
     def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
