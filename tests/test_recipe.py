@@ -48,7 +48,7 @@ def test_minimal_recipe_gets_every_section_and_default(tmp_path: Path) -> None:
     r = load_recipe(write(tmp_path, "mini.yaml", "seed: 3\n"))
     d = r.data
     assert list(d) == ["name", "seed", "device", "precision", "duration",
-                       "data", "model", "optimizer", "schedule", "eval", "curve", "methods"]
+                       "data", "model", "optimizer", "schedule", "eval", "curve", "checkpoint", "methods"]
     assert d["name"] == "mini"  # the file's stem
     assert r.name == "mini" and r.seed == 3 and r["seed"] == 3
     assert (d["device"], d["precision"], d["duration"]) == ("auto", "fp32", "10ep")
@@ -57,6 +57,7 @@ def test_minimal_recipe_gets_every_section_and_default(tmp_path: Path) -> None:
     assert d["data"]["eval_batch_size"] == 1024
     assert d["data"]["augment"] == []
     assert d["data"]["train_subset"] is None
+    assert d["checkpoint"] == {"curve_points": True, "every": None, "minutes": 10.0, "keep": 2}
     assert d["model"] == {"name": "small_cnn", "width": 32}
     assert d["optimizer"]["name"] == "sgd"
     assert d["optimizer"]["lr"] == 0.1
