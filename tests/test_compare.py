@@ -307,3 +307,10 @@ def test_records_and_table_carry_the_same_numbers() -> None:
         assert cell["95% CI"] == f"{100 * rec['final_acc_ci_low']:.2f}-{100 * rec['final_acc_ci_high']:.2f}"
         assert cell["speedup vs base"] == f"{rec['speedup']:.2f}x"
         assert cell["n"] == str(rec["n"]) == "3"
+
+
+def test_final_interval_is_clipped_to_valid_accuracies() -> None:
+    runs = [run("hi", s, [(1.0, a)]) for s, a in enumerate((0.99, 1.0, 0.98))]
+    final = compare_runs(runs).recipes[0].final
+    assert final.mean == pytest.approx(0.99) and final.ci_high == 1.0
+    assert final.ci_low == pytest.approx(0.99 - t975(2) * 0.01 / math.sqrt(3))

@@ -24,7 +24,8 @@ Definitions (the README's "Comparing recipes" repeats them):
   over the seeds that have a point i (``n`` may vary along the curve, and is reported), with
   the sample standard deviation and the min/max of the accuracy.
 - **final acc** = the aggregate curve's last point: mean over its n seeds, sample std
-  (ddof=1), 95% interval mean ± t(0.975, n-1)·std/√n (Student's t; ``None`` when n = 1).
+  (ddof=1), 95% interval mean ± t(0.975, n-1)·std/√n (Student's t; ``None`` when n = 1),
+  clipped to [0, 1].
   **cost** = the mean cost there. **best acc** = the highest mean accuracy on the curve.
 - **cost to target** (``--target``): walking the mean curve in order, the first point
   reaching the target; if it is the first point, its cost; otherwise linear interpolation
@@ -49,6 +50,7 @@ Definitions (the README's "Comparing recipes" repeats them):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -538,6 +540,9 @@ def _recipe(name: str, runs: list[Run], xcol: str, metric: str, notes: list[str]
     if res.curve:
         last = res.curve[-1]
         res.final = seed_stats(last.accs)
+        if res.final.ci_low is not None and res.final.ci_high is not None:  # an accuracy stays in [0, 1]
+            res.final = dataclasses.replace(res.final, ci_low=max(res.final.ci_low, 0.0),
+                                            ci_high=min(res.final.ci_high, 1.0))
         res.cost = last.cost
         res.best_acc = max(p.acc for p in res.curve)
     return res
