@@ -520,6 +520,10 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
         methods[mname] = chk.fill(path, chk.mapping(path, mraw), params_of(METHODS.get(mname)),
                                   f"method '{mname}'")
     out["methods"] = methods
+    for mname in methods if not chk.problems else ():  # a method may define the run's length
+        hook = getattr(METHODS.get(mname), "resolve_duration", None)  # (prune's IMP: dense + rounds)
+        for path, msg in hook(out, raw.get("duration")) if hook else ():
+            chk.add(path, msg)
 
     if not chk.problems:  # cross-field checks need well-typed values
         for registry, section in ((OPTIMIZERS, out["optimizer"]), (SCHEDULES, out["schedule"])):
