@@ -379,6 +379,10 @@ class Prune(Method):
         else:
             bounds = [clock.steps(_imp_total(dense, self.retrain, k)) for k in range(self.phases)]
         bounds.append(total)
+        smoke = clock.batch_scale != 1.0  # time dilated: rounds may round to less than a step
+        if smoke and total >= self.phases and any(b <= a for a, b in itertools.pairwise(bounds)):
+            d = min(max(bounds[0], 0), total - self.phases)
+            bounds = [d + round(k * (total - d) / self.phases) for k in range(self.phases + 1)]
         if bounds[0] < 0 or any(b <= a for a, b in itertools.pairwise(bounds)):
             raise InputError(f"methods.prune: the run ({total} steps) does not fit a dense phase of "
                              f"{self.dense} and {self.phases} rounds of {self.retrain} (phase ends at "
