@@ -79,6 +79,7 @@ def test_existing_unfinished_run_is_refused_before_training(tmp_path: Path) -> N
     result = invoke("run", ROOT / "recipes" / "quickstart.yaml", "--out", tmp_path)
     assert result.exit_code == 2
     assert "status 'failed'" in result.output and "--force" in result.output
+    assert "--resume" in result.output
     assert not (run / "points.csv").exists()
 
 

@@ -25,6 +25,7 @@ from trainbench.timeunits import Time
 
 if TYPE_CHECKING:
     from trainbench.engine import Outcome, Progress
+    from trainbench.interrupts import StopSignal
 
 
 def budget_recipes(recipe: Recipe) -> list[Recipe]:
@@ -42,7 +43,10 @@ def budget_recipes(recipe: Recipe) -> list[Recipe]:
 
 
 def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
-                progress: Progress | None = None) -> Outcome:
+                progress: Progress | None = None, resume: bool = False,
+                stop: StopSignal | None = None) -> Outcome:
+    """Each budget's run in turn. Resuming keeps the budget runs that completed (with the
+    same recipe) and resumes the one that was interrupted."""
     from trainbench.engine import Outcome, run_recipe
 
     points: list[dict[str, float]] = []
@@ -50,15 +54,22 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     subs = budget_recipes(recipe)
     run.update_meta(curve_mode="budgets", budgets=recipe["curve"]["budgets"],
                     budget_dirs=[f"budget{k}" for k in range(1, len(subs) + 1)])
+    run.points_path.unlink(missing_ok=True)  # rebuilt from the budget runs' final points
     try:
         for k, sub in enumerate(subs, 1):
             sub_run = RunDir(run.path / f"budget{k}")
-            outcome = run_recipe(sub, sub_run, smoke=smoke, progress=progress)
-            sub_run.update_meta(budget_of=recipe.name)  # readers (compare) skip sub-runs
-            if outcome.status != "completed":
-                return Outcome(outcome.status, points, f"budget {k} ({sub['duration']}): "
-                               f"{outcome.message}")
-            final = {**outcome.points[-1], "curve": 1}
+            if resume and _completed(sub_run, sub):
+                final = {**sub_run.read_points()[-1], "curve": 1}
+            else:
+                if stop is not None and stop.requested:
+                    return Outcome("interrupted", points, f"stopped before budget {k}; continue with "
+                                   "--resume", exit_code=stop.exit_code)
+                outcome = run_recipe(sub, sub_run, smoke=smoke, progress=progress, resume=resume, stop=stop)
+                sub_run.update_meta(budget_of=recipe.name)  # readers (compare) skip sub-runs
+                if outcome.status != "completed":
+                    return Outcome(outcome.status, points, f"budget {k} ({sub['duration']}): "
+                                   f"{outcome.message}", exit_code=outcome.exit_code)
+                final = {**outcome.points[-1], "curve": 1}
             if writer is None:
                 writer = run.points_writer(list(final))
             writer.append(final)
@@ -67,3 +78,11 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
         if writer is not None:
             writer.close()
     return Outcome("completed", points)
+
+
+def _completed(sub_run: RunDir, sub: Recipe) -> bool:
+    try:
+        return (sub_run.read_meta().get("status") == "completed"
+                and sub_run.recipe_path.read_text() == sub.to_yaml() and bool(sub_run.read_points()))
+    except (OSError, ValueError):
+        return False

@@ -71,7 +71,7 @@ class RichProgress:
     def __init__(self) -> None:
         self.bar: Any = None
 
-    def start(self, total_steps: int, clock: Clock, label: str) -> None:
+    def start(self, total_steps: int, clock: Clock, label: str, first_step: int = 0) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.clock = clock
@@ -80,7 +80,8 @@ class RichProgress:
             TextColumn("ep {task.fields[epoch]}"), TextColumn("step"), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}"),
             TimeRemainingColumn(), console=console, transient=False)
-        self.task = self.bar.add_task(label, total=total_steps, epoch="0.0", loss="-", acc="-")
+        self.task = self.bar.add_task(label, total=total_steps, completed=first_step,
+                                      epoch=f"{clock.epoch(first_step):.1f}", loss="-", acc="-")
         self.bar.start()
 
     def update(self, step: int, loss: float | None = None, acc: float | None = None) -> None:
@@ -110,20 +111,25 @@ def run(
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="Shrink every recipe to seconds on a CPU (CI).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue unfinished runs (interrupted, killed, failed) from their last "
+                         "checkpoint; start the others.")] = False,
 ) -> None:
-    """Train recipe(s) and write one run directory per recipe x seed."""
+    """Train recipe(s) and write one run directory per recipe x seed. Ctrl-C (or SIGTERM)
+    stops after the current step with a checkpoint; --resume continues from it."""
     from trainbench.runner import plan_runs
 
     try:
         # --device is an override like any other, so recipe.yaml records where it ran.
         loaded = _load(recipes, [*(set_ or []), *([f"device={json.dumps(device)}"] if device else [])])
-        plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force)
+        plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
+                          resume=resume)
     except InputError as e:
         raise _fail(e) from None
 
     rows, code = _execute(plans, smoke)
     _print_summary(rows)
-    if len(plans) > 1:
+    if len(plans) > 1 and code < 128:  # not after an interrupt: the user wants out
         _compare_what_ran(plans, smoke)
     raise typer.Exit(code)
 
@@ -144,35 +150,57 @@ def _compare_what_ran(plans: list[PlannedRun], smoke: bool) -> None:
 
 
 def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], int]:
-    """Run the plans in order; a failed run does not stop the others. Returns the summary
-    rows and the exit code (2 bad input, 1 a run failed or diverged, 0 all completed)."""
+    """Run the plans in order; a failed run does not stop the others, an interrupt (Ctrl-C,
+    SIGTERM) stops them all. Returns the summary rows and the exit code (2 bad input, 1 a run
+    failed or diverged, 0 all completed). An interrupt exits with 128 + the signal's number."""
+    from trainbench.checkpoint import latest_step
     from trainbench.engine import run_recipe
+    from trainbench.interrupts import StopSignal, exit_code
     from trainbench.runner import summarize
 
     rows, code = [], 0
-    for i, plan in enumerate(plans, 1):
-        r = plan.recipe
-        if plan.skip:
-            console.print(f"[yellow]skip[/] {r.name} seed {r.seed}: {plan.skip}")
-            rows.append((r, "skipped", summarize(plan.run.read_points()), plan.run))
-            continue
-        console.print(f"[bold]run {i}/{len(plans)}[/] {r.name} seed {r.seed}"
-                      f"{' (smoke)' if smoke else ''} -> {plan.run.path}")
-        try:
-            outcome = run_recipe(r, plan.run, smoke=smoke, progress=RichProgress())
-        except InputError as e:
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-            rows.append((r, "failed", summarize(plan.run.read_points()), plan.run))
-            code = 2
-            continue
-        except KeyboardInterrupt:
-            err.print(f"[yellow]interrupted[/]: {plan.run.path} keeps the points measured so far.")
-            raise typer.Exit(130) from None
-        if outcome.status != "completed":
-            err.print(f"[bold red]{outcome.status}[/]: {r.name} seed {r.seed}: "
-                      f"{escape(outcome.message)}", highlight=False)
-            code = max(code, 1)
-        rows.append((r, outcome.status, summarize(outcome.points), plan.run))
+    with StopSignal() as stop:
+        for i, plan in enumerate(plans, 1):
+            r = plan.recipe
+            if plan.skip:
+                console.print(f"[yellow]skip[/] {r.name} seed {r.seed}: {plan.skip}")
+                rows.append((r, "skipped", summarize(plan.run.read_points()), plan.run))
+                continue
+            if stop.requested:
+                rows.append((r, "not run", summarize([]), plan.run))
+                plan.release()
+                continue
+            how = ""
+            if plan.resume:
+                step = latest_step(plan.run.path)
+                how = " (no checkpoint: from the start)" if step is None else f" (resuming from step {step})"
+            console.print(f"[bold]run {i}/{len(plans)}[/] {r.name} seed {r.seed}"
+                          f"{' (smoke)' if smoke else ''}{how} -> {plan.run.path}")
+            try:
+                outcome = run_recipe(r, plan.run, smoke=smoke, progress=RichProgress(),
+                                     resume=plan.resume, stop=stop)
+            except InputError as e:
+                err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+                rows.append((r, "failed", summarize(plan.run.read_points()), plan.run))
+                code = 2
+                continue
+            except KeyboardInterrupt as e:
+                err.print(f"[yellow]interrupted[/]: {plan.run.path} keeps the points measured so far; "
+                          "continue it with --resume.")
+                raise typer.Exit(exit_code(e)) from None
+            finally:
+                plan.release()
+            if outcome.status == "interrupted":
+                err.print(f"[yellow]interrupted[/]: {r.name} seed {r.seed}: {escape(outcome.message)} "
+                          f"({plan.run.path}).", highlight=False)
+                code = outcome.exit_code or stop.exit_code
+            elif outcome.status != "completed":
+                err.print(f"[bold red]{outcome.status}[/]: {r.name} seed {r.seed}: "
+                          f"{escape(outcome.message)}", highlight=False)
+                code = max(code, 1)
+            rows.append((r, outcome.status, summarize(outcome.points), plan.run))
+        if stop.requested:
+            code = stop.exit_code
     return rows, code
 
 
@@ -250,6 +278,7 @@ def fidelity(
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.")] = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="Shrunk runs, for CI.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue unfinished runs.")] = False,
 ) -> None:
     """The cheap one-run cyclic curve against separate runs at the same budgets: accuracy gap
     per point, cost ratio and, with --baseline, the correlation of gains (Portes et al. 2022).
@@ -272,7 +301,7 @@ def fidelity(
             ref = load_recipe(p, [*sets, "curve.mode=budgets", f"name={json.dumps(r.name + '-budgets')}"])
             pairs.append((r, ref))
         plans = plan_runs([x for pair in pairs for x in pair], out=out, seed=seed, smoke=smoke,
-                          force=force)
+                          force=force, resume=resume)
     except InputError as e:
         raise _fail(e) from None
     rows, code = _execute(plans, smoke)

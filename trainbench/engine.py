@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import math
+import os
 import random
+import signal
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,10 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainbench import checkpoint
 from trainbench.data import DATASETS, ImageData
 from trainbench.data.loader import DeviceData
 from trainbench.errors import InputError
+from trainbench.interrupts import StopSignal
 from trainbench.methods import METHODS, Method, TrainState
+from trainbench.methods.ema import unwrap
 from trainbench.models import build_model
 from trainbench.optim import build_optimizer
 from trainbench.recipe import Recipe
@@ -48,7 +55,7 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Progress(Protocol):
-    def start(self, total_steps: int, clock: Clock, label: str) -> None: ...
+    def start(self, total_steps: int, clock: Clock, label: str, first_step: int = 0) -> None: ...
     def update(self, step: int, loss: float | None = None, acc: float | None = None) -> None: ...
     def stop(self) -> None: ...
 
@@ -58,6 +65,7 @@ class Outcome:
     status: str  # completed | diverged | interrupted | failed
     points: list[dict[str, float]] = field(default_factory=list)
     message: str = ""
+    exit_code: int | None = None  # interrupted by a signal: 128 + its number
 
 
 # --- set-up helpers ---
@@ -173,43 +181,71 @@ def evaluate(model: nn.Module, data: DeviceData, autocast: Callable[[], Any]) ->
 
 
 def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
-               progress: Progress | None = None) -> Outcome:
+               progress: Progress | None = None, resume: bool = False,
+               stop: StopSignal | None = None) -> Outcome:
     """Train one recipe into ``run``, recording status in meta.json whatever happens.
 
-    Bad input (InputError) propagates after the run is marked failed; any other error
-    marks the run failed with its traceback in ``error.log`` and returns."""
-    run.start(recipe.to_yaml(), {"name": recipe.name, "seed": recipe.seed, "smoke": smoke,
-                                 "recipe_source": recipe.source})
+    ``resume``: continue the run in ``run`` from its last checkpoint (from the start if it
+    has none). ``stop``: polled after every step; when set, a checkpoint is written and the
+    run ends ``interrupted``. Bad input (InputError) propagates after the run is marked
+    failed; any other error marks the run failed with its traceback in ``error.log`` and
+    returns; what was written before stays valid."""
+    meta = {"name": recipe.name, "seed": recipe.seed, "smoke": smoke, "recipe_source": recipe.source}
+    if resume and run.exists():
+        run.resume(meta, from_step=checkpoint.latest_step(run.path))
+    else:
+        run.start(recipe.to_yaml(), meta)
     if recipe["curve"]["mode"] == "budgets":
         from trainbench.budgets import run_budgets as run_fn
     else:
         run_fn = train
     try:
-        outcome = run_fn(recipe, run, smoke=smoke, progress=progress)
+        outcome = run_fn(recipe, run, smoke=smoke, progress=progress, resume=resume, stop=stop)
     except KeyboardInterrupt:
-        run.update_meta(status="interrupted", message="interrupted by the user")
+        step = checkpoint.latest_step(run.path)
+        _record_end(run, "interrupted", "stopped at once by a second signal; " + (
+            f"resume from the checkpoint at step {step} with --resume" if step is not None
+            else "no checkpoint yet: --resume starts it over"))
         raise
     except InputError as e:
-        run.update_meta(status="failed", message=str(e))
+        _record_end(run, "failed", str(e))
         raise
     except Exception as e:  # a bug or a runtime error: keep what was measured, report, go on
-        (run.path / "error.log").write_text(traceback.format_exc())
-        outcome = Outcome("failed", run.read_points(),
-                          f"{type(e).__name__}: {e} (traceback in {run.path / 'error.log'})")
+        outcome = Outcome("failed", run.read_points(), _failure_message(e, run))
     finally:
         if progress is not None:
             progress.stop()
-    run.update_meta(status=outcome.status, message=outcome.message)
+    _record_end(run, outcome.status, outcome.message)
     points = run.read_points()
     if points:
         from trainbench.plots import plot_run_curve
 
-        plot_run_curve(points, run.curve_path, f"{recipe.name} (seed {recipe.seed})")
+        with contextlib.suppress(OSError):  # e.g. a full disk: the numbers are what matters
+            plot_run_curve(points, run.curve_path, f"{recipe.name} (seed {recipe.seed})")
     return outcome
 
 
-def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
-          progress: Progress | None = None) -> Outcome:
+def _failure_message(e: Exception, run: RunDir) -> str:
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return (f"the disk is full ({e.filename or run.path}): the run stopped; the points and "
+                "checkpoints written before are intact. Free space, then continue with --resume.")
+    try:
+        (run.path / "error.log").write_text(traceback.format_exc())
+        where = f" (traceback in {run.path / 'error.log'})"
+    except OSError:
+        where = ""
+    return f"{type(e).__name__}: {e}{where}"
+
+
+def _record_end(run: RunDir, status: str, message: str) -> None:
+    """Best effort: if even meta.json cannot be written (full disk), it keeps its last
+    complete version (atomic writes) and the status is reported on the terminal only."""
+    with contextlib.suppress(OSError):
+        run.update_meta(status=status, message=message)
+
+
+def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progress | None = None,
+          resume: bool = False, stop: StopSignal | None = None) -> Outcome:
     r = recipe.data
     dev = resolve_device(r["device"])
     if dev.type == "cuda":
@@ -231,21 +267,21 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     # Model, methods, optimizer, schedule. Methods run in their declared order (model
     # surgery first, compile last), recipe order among equals.
     model = build_model(r["model"], data.shape[0], data.num_classes).to(dev)
-    methods: list[Method] = sorted((instantiate(METHODS.get(n), p) for n, p in r["methods"].items()),
-                                   key=lambda m: m.order)
+    methods: dict[str, Method] = dict(sorted(
+        ((n, instantiate(METHODS.get(n), p)) for n, p in r["methods"].items()), key=lambda nm: nm[1].order))
     precision = r["precision"]
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
     state = TrainState(recipe=r, model=model, device=dev, clock=clock,
                        num_classes=data.num_classes, data=data, scaler=scaler,
                        generator=torch.Generator(dev).manual_seed(recipe.seed * 1000 + 3),
                        host_rng=np.random.default_rng(recipe.seed * 1000 + 4))
-    for m in methods:
+    for m in methods.values():
         m.on_init(state)
     model = state.model
     state.optimizer = build_optimizer(model, r["optimizer"])
     state.schedule = schedule
     scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, schedule.factor)
-    for m in methods:
+    for m in methods.values():
         m.on_fit_start(state)
     optimizer = state.optimizer  # a method may wrap it (lookahead)
     if precision in AUTOCAST_DTYPES:
@@ -256,29 +292,35 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
 
     cycles_momentum = schedule.momentum(0) is not None
     curve = set(schedule.curve_points()) | {clock.total_steps}
-    curve |= {s for m in methods for s in m.curve_points(state) if 0 < s <= clock.total_steps}
+    curve |= {s for m in methods.values() for s in m.curve_points(state) if 0 < s <= clock.total_steps}
     evals = set(eval_steps(recipe, clock, sorted(curve)))
-    columns = [*POINT_COLUMNS, *(c for m in methods for c in m.columns)]
-    points_out = run.points_writer(columns)
-    run.update_meta(device=device_name(dev), torch_build=torch.__version__, cuda=torch.version.cuda,
-                    total_steps=clock.total_steps, steps_per_epoch=clock.steps_per_epoch,
-                    batch_size=batch_size, synthetic_data=synthetic, curve_steps=sorted(curve))
+    columns = [*POINT_COLUMNS, *(c for m in methods.values() for c in m.columns)]
     total = clock.total_steps
+    run.update_meta(device=device_name(dev), torch_build=torch.__version__, cuda=torch.version.cuda,
+                    total_steps=total, steps_per_epoch=clock.steps_per_epoch,
+                    batch_size=batch_size, synthetic_data=synthetic, curve_steps=sorted(curve))
+
+    # Everything a checkpoint holds, so a resumed run continues bit for bit.
+    loop = LoopState(loss_sum=torch.zeros((), device=dev))  # loss summed on the device
+    parts = Resumable(model, optimizer, scheduler, scaler, methods, state, data, loop)
+    if resume and (found := checkpoint.list_checkpoints(run.path)):
+        parts.load(checkpoint.load(found[-1][1]))
+        run.rewrite_points(columns, loop.points)  # drops rows measured after the checkpoint
+    elif resume:
+        run.rewrite_points(columns, [])  # no checkpoint yet: the run starts over
+    points_out = run.points_writer(columns)
+    ckpt = checkpoint.Policy.from_recipe(r["checkpoint"], clock, curve)
     progress_every = max(1, total // 200)
     if progress is not None:
-        progress.start(total, clock, f"{recipe.name}/s{recipe.seed}")
+        progress.start(total, clock, f"{recipe.name}/s{recipe.seed}", loop.step)
 
-    points: list[dict[str, float]] = []
-    loss_sum = torch.zeros((), device=dev)  # summed on the device, read at eval points only
-    steps_in_sum = 0
-    train_time = 0.0
     batches = data.train_batches()
     model.train()
     t0 = time.perf_counter()
     try:
-        for step in range(1, total + 1):
+        for step in range(loop.step + 1, total + 1):
             x, y = next(batches)
-            for m in methods:
+            for m in methods.values():
                 x, y = m.on_batch(state, x, y)
             if cycles_momentum:  # host-side floats only: no device sync
                 for group in optimizer.param_groups:
@@ -287,47 +329,135 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False,
             with autocast():
                 loss = state.loss_fn(model(x), y)
             scaler.scale(loss).backward()
-            for m in methods:
+            for m in methods.values():
                 m.after_backward(state)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            loss_sum += loss.detach().float()
-            steps_in_sum += 1
-            state.step = step
-            for m in reversed(methods):
+            loop.loss_sum += loss.detach().float()
+            loop.steps_in_sum += 1
+            loop.step = state.step = step
+            for m in reversed(methods.values()):
                 m.after_step(state)
             if progress is not None and step % progress_every == 0:
                 progress.update(step)
 
             is_eval = step in evals
-            if not is_eval and step % DIVERGENCE_CHECK_EVERY:
+            stopping = stop is not None and stop.requested and step < total
+            is_ckpt = step < total and (stopping or ckpt.due(step))
+            if not (is_eval or is_ckpt or step % DIVERGENCE_CHECK_EVERY == 0):
                 continue
-            if is_eval:
+            if is_eval or is_ckpt:
                 sync(dev)
-                train_time += time.perf_counter() - t0
-            train_loss = loss_sum.item() / steps_in_sum
+                loop.train_time += time.perf_counter() - t0
+            train_loss = loop.loss_sum.item() / loop.steps_in_sum
             if not math.isfinite(train_loss):
-                return Outcome("diverged", points, f"training loss became {train_loss} "
+                return Outcome("diverged", loop.points, f"training loss became {train_loss} "
                                f"by step {step} (epoch {clock.epoch(step):.2f})")
-            if not is_eval:
-                continue
-            row: dict[str, float] = {
-                "step": step, "epoch": clock.epoch(step), "samples": step * batch_size,
-                "train_time_s": train_time, "lr": peak_lr * schedule.end_factor(step),
-                "train_loss": train_loss, **evaluate(model, data, autocast),
-                "curve": int(step in curve)}
-            for m in methods:
-                row.update(m.on_eval(state, lambda mod: evaluate(mod, data, autocast)))
-            points_out.append(row)
-            points.append(row)
-            if progress is not None:
-                progress.update(step, train_loss, row["test_acc"])
-            loss_sum.zero_()
-            steps_in_sum = 0
+            if is_eval:
+                row: dict[str, float] = {
+                    "step": step, "epoch": clock.epoch(step), "samples": step * batch_size,
+                    "train_time_s": loop.train_time, "lr": peak_lr * schedule.end_factor(step),
+                    "train_loss": train_loss, **evaluate(model, data, autocast),
+                    "curve": int(step in curve)}
+                for m in methods.values():
+                    row.update(m.on_eval(state, lambda mod: evaluate(mod, data, autocast)))
+                points_out.append(row)
+                loop.points.append(row)
+                if progress is not None:
+                    progress.update(step, train_loss, row["test_acc"])
+                loop.loss_sum.zero_()
+                loop.steps_in_sum = 0
+            if is_ckpt:
+                t_ckpt = time.perf_counter()
+                checkpoint.save(run.path, step, parts.state_dict(), ckpt.keep)
+                loop.checkpoint_time += time.perf_counter() - t_ckpt
+                ckpt.last = time.perf_counter()
+                run.update_meta(checkpoint_step=step, checkpoint_time_s=loop.checkpoint_time)
+                if stopping:
+                    assert stop is not None and stop.signum is not None
+                    return Outcome("interrupted", loop.points,
+                                   f"stopped by {signal.Signals(stop.signum).name} at step {step} of "
+                                   f"{total}; continue with --resume", exit_code=stop.exit_code)
             t0 = time.perf_counter()
-        for m in methods:
+        for m in methods.values():
             m.on_end(state)
     finally:
         points_out.close()
-    return Outcome("completed", points)
+    save_model(unwrap(model), run.path / "model.pt")
+    checkpoint.remove_all(run.path)  # completed: model.pt holds the final weights
+    return Outcome("completed", loop.points)
+
+
+@dataclass
+class LoopState:
+    """The training loop's own counters (checkpointed with everything else)."""
+
+    loss_sum: torch.Tensor  # training loss summed since the last evaluation point
+    step: int = 0
+    steps_in_sum: int = 0
+    train_time: float = 0.0
+    checkpoint_time: float = 0.0
+    points: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Resumable:
+    """What a checkpoint saves and restores: every stateful part of a run."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    methods: dict[str, Method]
+    state: TrainState
+    data: DeviceData
+    loop: LoopState
+
+    def state_dict(self) -> dict[str, Any]:
+        loop = self.loop
+        return {
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "methods": {name: m.state_dict() for name, m in self.methods.items()},
+            "rng": checkpoint.rng_state(),
+            "method_rng": {"device": self.state.generator.get_state(),
+                           "host": self.state.host_rng.bit_generator.state},
+            "data": self.data.state_dict(),
+            "loop": {"step": loop.step, "loss_sum": loop.loss_sum, "steps_in_sum": loop.steps_in_sum,
+                     "train_time": loop.train_time, "checkpoint_time": loop.checkpoint_time,
+                     "points": loop.points},
+        }
+
+    def load(self, ckpt: dict[str, Any]) -> None:
+        """Restore a checkpoint into the freshly built run (after every method's on_fit_start)."""
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        for name, m in self.methods.items():
+            m.load_state_dict(ckpt["methods"][name])
+        checkpoint.set_rng_state(ckpt["rng"])  # last: set-up above may have drawn from them
+        self.state.generator.set_state(ckpt["method_rng"]["device"])
+        self.state.host_rng.bit_generator.state = ckpt["method_rng"]["host"]
+        self.data.load_state_dict(ckpt["data"])
+        saved = ckpt["loop"]
+        self.loop.step = self.state.step = saved["step"]
+        self.loop.loss_sum.copy_(saved["loss_sum"])
+        self.loop.steps_in_sum = saved["steps_in_sum"]
+        self.loop.train_time, self.loop.checkpoint_time = saved["train_time"], saved["checkpoint_time"]
+        self.loop.points = [dict(p) for p in saved["points"]]
+
+
+def save_model(model: nn.Module, path: Path) -> None:
+    """The final weights as a plain state_dict (load with ``torch.load(weights_only=True)``),
+    written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -105,6 +105,25 @@ class RunDir:
                       "versions": versions(), "command": " ".join(sys.argv)}
         atomic_write_text(self.meta_path, json.dumps(self._meta, indent=2) + "\n")
 
+    def resume(self, meta: dict[str, Any], from_step: int | None) -> None:
+        """Reopen an unfinished run: status back to 'running', the resumption recorded."""
+        self._meta = self.read_meta()
+        resumed = [*self._meta.get("resumed", []), {"time": now(), "from_step": from_step,
+                   "status_was": self._meta.get("status"), "command": " ".join(sys.argv)}]
+        self._meta.update(meta, status="running", end_time=None, message="", resumed=resumed,
+                          versions=versions())
+        atomic_write_text(self.meta_path, json.dumps(self._meta, indent=2) + "\n")
+
+    def rewrite_points(self, columns: list[str], rows: list[dict[str, Any]]) -> None:
+        """Replace points.csv (atomically) with ``rows``: a resumed run drops what was
+        measured after its checkpoint, and any torn last line."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        for row in rows:
+            w.writerow([_fmt(row.get(c, "")) for c in columns])
+        atomic_write_text(self.points_path, buf.getvalue())
+
     def update_meta(self, **fields: Any) -> None:
         if not hasattr(self, "_meta"):
             self._meta = self.read_meta()

@@ -3,13 +3,16 @@ so bad input fails before any training starts (exit code 2)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainbench.checkpoint import latest_step
 from trainbench.errors import InputError
 from trainbench.recipe import Recipe
 from trainbench.results import RunDir
+from trainbench.runlock import RunLock, busy_message, is_locked
 
 
 @dataclass
@@ -17,6 +20,16 @@ class PlannedRun:
     recipe: Recipe
     run: RunDir
     skip: str = ""  # why this run is skipped, if it is
+    resume: bool = False  # continue the unfinished run in ``run`` from its last checkpoint
+    lock: RunLock | None = None  # held from planning until the run ends
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+RESUMABLE = ("running", "interrupted", "failed")
 
 
 def run_dir_for(out: Path, recipe: Recipe, smoke: bool) -> RunDir:
@@ -29,7 +42,14 @@ def seeds_for(recipe: Recipe, seeds: int | None, seed: int | None) -> list[int]:
 
 
 def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
-              seed: int | None = None, smoke: bool = False, force: bool = False) -> list[PlannedRun]:
+              seed: int | None = None, smoke: bool = False, force: bool = False,
+              resume: bool = False) -> list[PlannedRun]:
+    """Recipes x seeds -> run directories, checked before anything trains: a completed run
+    of the same recipe is skipped (``force``: run again), an unfinished one is continued
+    with ``resume`` and refused otherwise, a directory another process writes is refused.
+    The runs to train are locked on return; bad input raises InputError (exit 2)."""
+    if force and resume:
+        raise InputError("--force starts runs over and --resume continues them: give one of the two.")
     plans, problems, seen = [], [], set()
     for recipe in recipes:
         for s in seeds_for(recipe, seeds, seed):
@@ -41,24 +61,56 @@ def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
                 continue
             seen.add(run.path)
             plan = PlannedRun(r, run)
-            if run.exists() and not force:
-                status = _status(run)
-                if _recipe_text(run) != r.to_yaml():
-                    problems.append(f"{run.path} holds a run of a different recipe (its "
-                                    f"recipe.yaml differs from '{r.source}' as resolved now). "
-                                    "Use --force to replace it, or another --out.")
-                elif status == "completed":
-                    plan.skip = f"already completed in {run.path} (use --force to run it again)"
-                else:
-                    problems.append(f"{run.path} already holds a run with status '{status}'. "
-                                    "Use --force to start it over, or another --out.")
+            if is_locked(run.path):
+                problems.append(busy_message(run.path))
+            elif run.exists() and not force:
+                problem = _existing(plan, resume)
+                if problem:
+                    problems.append(problem)
             plans.append(plan)
     if problems:
         raise InputError("\n".join(problems))
     _check_writable(out)
     if not smoke:  # smoke runs stand in synthetic data for missing files
         check_data([p.recipe for p in plans if not p.skip])
+    locked: list[PlannedRun] = []
+    try:
+        for p in plans:
+            if not p.skip:
+                p.lock = RunLock(p.run.path).acquire()
+                locked.append(p)
+    except InputError:
+        for p in locked:
+            p.release()
+        raise
     return plans
+
+
+def _existing(plan: PlannedRun, resume: bool) -> str:
+    """What to do with a run directory that already holds a run (sets ``plan.skip`` or
+    ``plan.resume``); a problem message if it cannot be used."""
+    run, r = plan.run, plan.recipe
+    status = _status(run)
+    if _recipe_text(run) != r.to_yaml():
+        return (f"{run.path} holds a run of a different recipe (its recipe.yaml differs from "
+                f"'{r.source}' as resolved now). Use --force to replace it, or another --out.")
+    if status == "completed":
+        plan.skip = f"already completed in {run.path} (use --force to run it again)"
+        return ""
+    step = latest_step(run.path)
+    where = f"its last checkpoint is at step {step}" if step is not None else "it has no checkpoint yet"
+    if status in RESUMABLE:
+        if resume:
+            plan.resume = True
+            return ""
+        what = (f"has status '{status}'" + (" but no process is writing it (killed?)"
+                                             if status == "running" else ""))
+        return (f"{run.path} holds an unfinished run: it {what}; {where}. Use --resume to continue "
+                "it" + (" from there" if step is not None else " (it starts over)")
+                + ", or --force to start it over.")
+    return (f"{run.path} already holds a run with status '{status}'"
+            + (", which --resume cannot continue" if resume else "")
+            + ". Use --force to start it over, or another --out.")
 
 
 def _status(run: RunDir) -> str:
@@ -75,15 +127,23 @@ def _recipe_text(run: RunDir) -> str:
         return ""
 
 
+MIN_FREE_BYTES = 64 * 2**20  # below this, checkpoints and points would soon fail to write
+
+
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".trainbench-write-test"
         probe.write_text("ok")
         probe.unlink()
+        free = shutil.disk_usage(out).free
     except OSError as e:
         raise InputError(f"--out {out}: cannot write there ({e.strerror}). Choose a writable "
                          "folder with --out.") from None
+    if free < MIN_FREE_BYTES:
+        raise InputError(f"--out {out}: only {free / 2**20:.1f} MiB free on that disk; trainbench "
+                         f"needs at least {MIN_FREE_BYTES // 2**20} MiB for points and checkpoints. "
+                         "Free space, or choose another --out.")
 
 
 def check_data(recipes: Sequence[Recipe]) -> None:

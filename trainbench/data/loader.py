@@ -65,13 +65,36 @@ class DeviceData:
         return x
 
     def train_batches(self) -> Iterator[Batch]:
-        """Endless shuffled, augmented training batches; reshuffled at each pass."""
+        """Endless shuffled, augmented training batches; reshuffled at each pass. Resumes
+        from :meth:`load_state_dict`'s position if one was loaded."""
         n, bs = self.train_size, self.batch_size
         while True:
+            self._pass_start = self.order_gen.get_state()
             order = torch.randperm(n, device=self.train_x.device, generator=self.order_gen)
-            for i in range(n // bs):
+            for i in range(self._pos, n // bs):
+                self._pos = i + 1
                 idx = order[i * bs:(i + 1) * bs]
                 yield self.augmented(self.normalize(self.train_x[idx])), self.train_y[idx]
+            self._pos = 0
+
+    # The position in the data order: the order generator's state when the current pass was
+    # drawn, and how many of its batches have been served. With the augmentation generator's
+    # state, this replays the data stream exactly.
+    _pos = 0
+    _pass_start: torch.Tensor | None = None
+
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        # Before the first batch, or after a pass's last one, the next pass is drawn from
+        # the order generator's current state.
+        at_boundary = self._pass_start is None or self._pos == self.steps_per_epoch
+        return {"order_gen": self.order_gen.get_state() if at_boundary else self._pass_start,
+                "pos": 0 if at_boundary else self._pos, "aug_gen": self.aug_gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
+        """Continue from ``state``; call before :meth:`train_batches`."""
+        self.order_gen.set_state(state["order_gen"])
+        self.aug_gen.set_state(state["aug_gen"])
+        self._pos = int(state["pos"])
 
     def clean_train_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
         """One ordered pass over the training set, normalised, without augmentation."""

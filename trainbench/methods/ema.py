@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Annotated, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -130,6 +130,15 @@ class EMA(Method):
         ema_update_(self._ema_tensors, self._model_tensors,
                     ema_decay(self.decay, self.updates, self.warmup))
         self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.ema is not None
+        return {"ema": self.ema.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.ema is not None
+        self.ema.load_state_dict(state["ema"])  # in place: the update's tensor lists stay valid
+        self.updates = state["updates"]
 
     def on_eval(self, state: TrainState, evaluate: Evaluate) -> dict[str, float]:
         assert self.ema is not None

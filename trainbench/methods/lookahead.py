@@ -70,4 +70,16 @@ class LookaheadMethod(Method):
 
     def on_fit_start(self, state: TrainState) -> None:
         assert state.optimizer is not None
-        state.optimizer = wrap_lookahead(state.optimizer, alpha=self.alpha, k=self.k)
+        state.optimizer = self.wrapper = wrap_lookahead(state.optimizer, alpha=self.alpha, k=self.k)
+
+    def _slow(self) -> list[torch.Tensor]:
+        return [self.wrapper.state[p]["lookahead_slow_buff"]
+                for group in self.wrapper.param_groups for p in group["params"]]
+
+    def state_dict(self) -> dict[str, Any]:
+        # The slow weights are not in the optimizer's state_dict (see the module docstring).
+        return {"slow": self._slow()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            torch._foreach_copy_(self._slow(), list(state["slow"]))  # copy_ moves across devices

@@ -145,6 +145,7 @@ class SWA(Method):
             self.windows = [(max(first, 1), total)]
         self.start_step = clock.steps(self.start)
         self.anneal_steps = clock.steps(self.anneal)
+        self.optimizer = state.optimizer
 
     # --- per step ---
 
@@ -192,6 +193,29 @@ class SWA(Method):
         self.n += 1
         self.swa.n_averaged.fill_(self.n)
         self.fresh = True
+
+    # --- checkpoints ---
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.swa is not None
+        return {"swa": self.swa.state_dict(), "n": self.n, "avg_cycle": self.avg_cycle,
+                "fresh": self.fresh, "cached": dict(self.cached),
+                "swalr": None if self.swalr is None else self.swalr.state_dict(),
+                "swa_lrs": list(getattr(self, "swa_lrs", []))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.swa is not None
+        self.swa.load_state_dict(state["swa"])
+        self.n, self.avg_cycle, self.fresh = state["n"], state["avg_cycle"], state["fresh"]
+        self.cached = dict(state["cached"])
+        if state["swalr"] is not None:
+            # SWALR's constructor takes a step that rewrites the LR: rebuild it, restore its
+            # position, then the LR it had set.
+            self._step_swalr(self.optimizer)
+            self.swalr.load_state_dict(state["swalr"])
+            self.swa_lrs = list(state["swa_lrs"])
+            for group, lr in zip(self.optimizer.param_groups, self.swa_lrs, strict=True):
+                group["lr"] = lr
 
     # --- evaluation ---
 

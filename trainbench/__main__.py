@@ -1,0 +1,5 @@
+"""``python -m trainbench`` is the ``trainbench`` command."""
+
+from trainbench.cli import app
+
+app()
