@@ -501,3 +501,24 @@ def test_end_to_end_gradual(tmp_path: Path) -> None:
     s = [float(r["sparsity"]) for r in rows]
     assert 0 < s[0] < s[1] and s[2] == pytest.approx(0.6, abs=1e-3)
     assert [r["curve"] for r in rows] == ["0", "0", "1"]
+
+
+@pytest.mark.parametrize("at", [16, 19])  # at the dense end (before round 1 prunes); inside round 1
+def test_interrupted_and_resumed_imp_run_equals_an_uninterrupted_one(tmp_path: Path, stop_after: type,
+                                                                      at: int) -> None:
+    sets = ["data.train_subset=512", "duration=2ep", "model.width=8", "eval.every=1ep",
+            "methods.prune.phases=2", "methods.prune.retrain=1ep", "methods.prune.retrain_schedule=allr",
+            "methods.ema.decay=0.9", "methods.swa.start=0.5dur", "methods.swa.every=3ba"]
+    recipe = load_recipe(QUICKSTART, sets)
+    whole, cut = RunDir(tmp_path / "whole"), RunDir(tmp_path / "cut")
+    assert run_recipe(recipe, whole).status == "completed"
+    assert run_recipe(recipe, cut, stop=stop_after(at)).status == "interrupted"
+    assert run_recipe(recipe, cut, resume=True).status == "completed"
+    a, b = read_rows(whole.path), read_rows(cut.path)
+    for r in a + b:
+        r.pop("train_time_s")
+    assert a == b and [float(r["sparsity"]) for r in a if r["curve"] == "1"] == pytest.approx(
+        [0, 0.6838, 0.9], abs=1e-3)
+    wa = torch.load(whole.path / "model.pt", weights_only=True)
+    wb = torch.load(cut.path / "model.pt", weights_only=True)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
