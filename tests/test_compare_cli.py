@@ -256,7 +256,7 @@ def test_run_with_several_recipes_ends_with_the_comparison(tmp_path: Path, monke
     """`trainbench run a b` prints the comparison; training is replaced by a stub here."""
     from trainbench import engine
 
-    def fake_run(recipe, run, *, smoke=False, progress=None):
+    def fake_run(recipe, run, *, smoke=False, progress=None, **_):
         run.start(recipe.to_yaml(), {"name": recipe.name, "seed": recipe.seed, "smoke": smoke})
         w = run.points_writer(list(POINT_COLUMNS))
         acc = 0.9 if "smoothing" in recipe.name else 0.8

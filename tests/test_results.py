@@ -13,7 +13,14 @@ import pytest
 import torch
 
 from trainbench import results
-from trainbench.results import POINT_COLUMNS, PointsWriter, RunDir, atomic_write_text, read_points
+from trainbench.results import (
+    POINT_COLUMNS,
+    PointsWriter,
+    RunDir,
+    atomic_write,
+    atomic_write_text,
+    read_points,
+)
 
 
 def listing(path: Path) -> list[str]:
@@ -56,9 +63,18 @@ def test_atomic_write_failure_keeps_old_content_and_no_temp(tmp_path: Path, monk
 
 def test_atomic_write_error_while_writing_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "x.txt"
-    with pytest.raises(TypeError):
-        atomic_write_text(target, 123)  # type: ignore[arg-type]
+
+    def half_then_full_disk(f) -> None:
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(target, half_then_full_disk)
     assert listing(tmp_path) == []
+    atomic_write_text(target, "old")
+    with pytest.raises(OSError):
+        atomic_write(target, half_then_full_disk)
+    assert listing(tmp_path) == ["x.txt"] and target.read_text() == "old"
 
 
 # --- RunDir ---

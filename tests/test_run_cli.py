@@ -126,10 +126,17 @@ def test_every_shipped_recipe_smoke_runs(tmp_path: Path) -> None:
 def test_digits_method_recipes_run_on_real_data(tmp_path: Path) -> None:
     # Every shipped digits recipe with a fixed-length schedule, shortened to 3 epochs (the
     # cyclic ones run in full in tests/test_budgets_fidelity.py).
+    # IMP recipes: 3 dense epochs, then 2 rounds of 1 epoch.
     recipes = [r for r in sorted((ROOT / "recipes" / "digits").glob("*.yaml"))
                if load_recipe(r)["schedule"]["name"] == "cosine"]
     assert len(recipes) >= 8
-    result = invoke("run", *recipes, "--set", "duration=3ep", "--out", tmp_path)
+    imp = [r for r in recipes if load_recipe(r)["methods"].get("prune", {}).get("schedule") == "imp"]
+    assert imp
+    rest = [r for r in recipes if r not in imp]
+    result = invoke("run", *rest, "--set", "duration=3ep", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    result = invoke("run", *imp, "--set", "duration=3ep", "--set", "methods.prune.retrain=1ep",
+                    "--set", "methods.prune.phases=2", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     for r in recipes:
         name = load_recipe(r).name

@@ -14,11 +14,9 @@ only, never arbitrary pickled objects. A file that needs more is refused.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import random
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 import torch
 
 from trainbench.errors import InputError
+from trainbench.results import atomic_write
 from trainbench.timeunits import Clock, Time
 
 FORMAT = "trainbench-checkpoint/1"
@@ -118,16 +117,7 @@ def save(run_path: Path, step: int, payload: dict[str, Any], keep: int) -> Path:
     d = checkpoint_dir(run_path)
     d.mkdir(exist_ok=True)
     path = d / f"step{step:08d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "step": step, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, "step": step, **payload}, f))
     for _, old in list_checkpoints(run_path)[:-keep]:
         old.unlink(missing_ok=True)
     return path

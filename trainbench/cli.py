@@ -218,7 +218,8 @@ def _print_summary(rows: list[SummaryRow]) -> None:
         table.add_row(r.name, str(r.seed), f"[{color}]{status}[/]", pct(s["final_acc"]),
                       pct(s["best_acc"]), t, str(run.path))
     console.print(table)
-    console.print("Each run directory holds recipe.yaml, meta.json, points.csv and curve.png.")
+    console.print("Each run directory holds recipe.yaml, meta.json, points.csv, curve.png and (once "
+                  "completed) model.pt.")
 
 
 @app.command()

@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import errno
 import math
-import os
 import random
 import signal
 import time
@@ -43,7 +42,7 @@ from trainbench.models import build_model
 from trainbench.optim import build_optimizer
 from trainbench.recipe import Recipe
 from trainbench.registry import instantiate
-from trainbench.results import POINT_COLUMNS, RunDir
+from trainbench.results import POINT_COLUMNS, RunDir, atomic_write
 from trainbench.schedules import build_schedule
 from trainbench.smoke import BATCH_SIZE as SMOKE_BATCH_SIZE
 from trainbench.smoke import smoke_clock, smoke_data
@@ -370,10 +369,11 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                 loop.steps_in_sum = 0
             if is_ckpt:
                 t_ckpt = time.perf_counter()
-                checkpoint.save(run.path, step, parts.state_dict(), ckpt.keep)
+                written = checkpoint.save(run.path, step, parts.state_dict(), ckpt.keep)
                 loop.checkpoint_time += time.perf_counter() - t_ckpt
                 ckpt.last = time.perf_counter()
-                run.update_meta(checkpoint_step=step, checkpoint_time_s=loop.checkpoint_time)
+                run.update_meta(checkpoint_step=step, checkpoint_time_s=loop.checkpoint_time,
+                                checkpoint_bytes=written.stat().st_size)
                 if stopping:
                     assert stop is not None and stop.signum is not None
                     return Outcome("interrupted", loop.points,
@@ -454,10 +454,4 @@ class Resumable:
 def save_model(model: nn.Module, path: Path) -> None:
     """The final weights as a plain state_dict (load with ``torch.load(weights_only=True)``),
     written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(model.state_dict(), f))
