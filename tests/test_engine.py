@@ -131,3 +131,30 @@ def test_evaluate_accuracy_loss_and_ece_exactly() -> None:
     bins = (conf * 15).long().clamp(max=14)
     ece = sum(abs(hit[bins == b].sum() - conf[bins == b].sum()).item() for b in bins.unique()) / 4
     assert out["test_ece"] == pytest.approx(ece, rel=1e-6)
+
+
+def test_train_time_counts_every_step_between_points(tmp_path: Path, monkeypatch) -> None:
+    # A clock that advances by one "second" per training batch served: train_time_s at a point
+    # must then equal the steps trained so far, across divergence checks (every 50 steps) and
+    # checkpoints, which must not reset or add to it.
+    import types
+
+    from trainbench import engine
+
+    served = [0]
+    real_batches = DeviceData.train_batches
+
+    def counting(self):
+        for batch in real_batches(self):
+            served[0] += 1
+            yield batch
+
+    monkeypatch.setattr(DeviceData, "train_batches", counting)
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: float(served[0])))
+    out, run = _run(tmp_path, "r", ["data.train_subset=512", "duration=15ep", "eval.every=7ep",
+                                    "checkpoint.every=3ba"])
+    assert out.status == "completed"
+    points = run.read_points()
+    assert [p["step"] for p in points] == [56, 112, 120]
+    # The batch for step s is served before step s's clock read: times are steps.
+    assert [p["train_time_s"] for p in points] == [56.0, 112.0, 120.0]

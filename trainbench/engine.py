@@ -379,7 +379,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                     return Outcome("interrupted", loop.points,
                                    f"stopped by {signal.Signals(stop.signum).name} at step {step} of "
                                    f"{total}; continue with --resume", exit_code=stop.exit_code)
-            t0 = time.perf_counter()
+            if is_eval or is_ckpt:  # evaluation and checkpoint time is not training time
+                t0 = time.perf_counter()
         for m in methods.values():
             m.on_end(state)
     finally:
