@@ -216,3 +216,12 @@ def test_budgets_mode_resumes_the_interrupted_budget_and_keeps_the_completed_one
     assert run_recipe(recipe, cut, resume=True).status == "completed"
     assert (cut.path / "budget1" / "meta.json").stat().st_mtime_ns == b1_end  # not re-run
     assert same(cut.read_points(), whole.read_points())
+
+
+def test_a_forced_restart_drops_the_earlier_attempts_checkpoints(tmp_path: Path, stop_after: type) -> None:
+    sets = [SUBSET, "duration=3ep", "checkpoint.every=2ba", "checkpoint.keep=3"]
+    _, rd, recipe = run(tmp_path, "r", sets, stop=stop_after(20))
+    assert checkpoint.latest_step(rd.path) == 20
+    again = run_recipe(recipe, rd, stop=stop_after(5))  # started over (--force), stopped early
+    assert again.status == "interrupted"
+    assert [s for s, _ in checkpoint.list_checkpoints(rd.path)] == [2, 4, 5]  # none from before

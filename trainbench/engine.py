@@ -193,6 +193,7 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     if resume and run.exists():
         run.resume(meta, from_step=checkpoint.latest_step(run.path))
     else:
+        checkpoint.remove_all(run.path)  # a fresh start never resumes an earlier attempt's state
         run.start(recipe.to_yaml(), meta)
     if recipe["curve"]["mode"] == "budgets":
         from trainbench.budgets import run_budgets as run_fn

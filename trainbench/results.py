@@ -106,8 +106,8 @@ class RunDir:
     def start(self, recipe_yaml: str, meta: dict[str, Any]) -> None:
         """Create the directory afresh: recipe, meta with status 'running', no points."""
         self.path.mkdir(parents=True, exist_ok=True)
-        self.points_path.unlink(missing_ok=True)
-        self.curve_path.unlink(missing_ok=True)
+        for stale in (self.points_path, self.curve_path, self.path / "model.pt", self.path / "error.log"):
+            stale.unlink(missing_ok=True)
         atomic_write_text(self.recipe_path, recipe_yaml)
         self._meta = {"status": "running", **meta, "start_time": now(), "end_time": None,
                       "versions": versions(), "command": " ".join(sys.argv)}
