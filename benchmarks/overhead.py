@@ -77,9 +77,9 @@ def raw_loop(recipe: Recipe, steps: int) -> float:
     smoothing = methods.get("label_smoothing", {}).get("smoothing", 0.0)
     rng = np.random.default_rng(0)
     ema = copy.deepcopy(model).requires_grad_(False) if "ema" in methods else None
-    ema_t = [*ema.parameters(), *ema.buffers()] if ema is not None else []
-    live_t = [*model.parameters(), *model.buffers()]
-    ema_f = [(e, m) for e, m in zip(ema_t, live_t, strict=True) if e.is_floating_point()]
+    ema_f = [] if ema is None else [
+        (e, m) for e, m in zip([*ema.parameters(), *ema.buffers()], [*model.parameters(), *model.buffers()],
+                               strict=True) if e.is_floating_point()]
     model.train()
     perm = torch.randperm(len(y_all), device=dev)
     sync(dev)
