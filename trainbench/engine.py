@@ -8,7 +8,12 @@ Performance rules followed here (each one measured in ``benchmarks/overhead.py``
 - the step loop never reads a device value on the host, except for a divergence check every
   ``DIVERGENCE_CHECK_EVERY`` steps and at evaluation points;
 - ``train_time_s`` is wall-clock time of the step loop only, synchronised with the device
-  before it is read, with evaluation and start-up excluded.
+  before it is read, with evaluation, checkpoints and start-up excluded.
+
+Long runs: at checkpoint steps (:mod:`trainbench.checkpoint`) everything stateful is saved
+(:class:`Resumable`), and ``resume=True`` rebuilds the run, restores the newest checkpoint
+and continues from its step bit for bit; a ``stop`` request (the first SIGINT/SIGTERM) ends
+the run after the current step with a checkpoint.
 """
 
 from __future__ import annotations
