@@ -225,3 +225,21 @@ def test_a_forced_restart_drops_the_earlier_attempts_checkpoints(tmp_path: Path,
     again = run_recipe(recipe, rd, stop=stop_after(5))  # started over (--force), stopped early
     assert again.status == "interrupted"
     assert [s for s, _ in checkpoint.list_checkpoints(rd.path)] == [2, 4, 5]  # none from before
+
+
+@pytest.mark.parametrize("extra", [
+    # SWALR (its own LR, rebuilt on resume), label smoothing, gradient clipping, fp16 GradScaler.
+    ["methods.swa.start=0.5dur", "methods.swa.lr=0.02", "methods.swa.anneal=1ep", "methods.swa.every=3ba",
+     "methods.label_smoothing.smoothing=0.1", "methods.grad_clip.max_norm=1.0", "precision=fp16"],
+    # Momentum cycling (host-side per step), BlurPool, channels-last.
+    ["schedule.name=triangular", "schedule.step_size=1ep", "schedule.cycle_momentum=true",
+     "methods.blurpool={}", "methods.channels_last={}"],
+], ids=["swalr-ls-clip-fp16", "triangular-momentum-blurpool-nhwc"])
+def test_resume_equality_holds_for_other_stateful_parts(tmp_path: Path, stop_after: type,
+                                                        extra: list[str]) -> None:
+    sets = [SUBSET, "duration=3ep", "eval.every=1ep", *extra]
+    _, whole_run, _ = run(tmp_path, "whole", sets)
+    cut, cut_run, recipe = run(tmp_path, "cut", sets, stop=stop_after(2 * SPE + 3))
+    assert cut.status == "interrupted"
+    assert run_recipe(recipe, cut_run, resume=True).status == "completed"
+    assert same(cut_run.read_points(), whole_run.read_points())
