@@ -17,7 +17,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/trainbench run recipes/quickstart.yaml --out runs --force
 	@echo
-	@echo "Results: runs/quickstart/seed0/  (points.csv = the table, curve.png = the curve, meta.json, recipe.yaml)"
+	@echo "Results: runs/quickstart/seed0/  (points.csv = the table, curve.png = the curve, model.pt = the weights, meta.json, recipe.yaml)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

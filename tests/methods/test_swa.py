@@ -398,3 +398,12 @@ def test_end_to_end_cyclic_run_has_swa_at_each_cycle_end(tmp_path: Path) -> None
     rows = read_csv(RunDir(tmp_path / "c"))
     assert [r["curve"] for r in rows] == ["0", "1", "0", "1"]
     assert [r["test_acc_swa"] != "" for r in rows] == [False, True, False, True]
+
+
+def test_lr_column_shows_swalr_once_it_governs(tmp_path: Path) -> None:
+    recipe = load_recipe(QUICKSTART, ["duration=4ep", "eval.every=1ep", "methods.swa.start=0.5dur",
+                                      "methods.swa.lr=0.02", "methods.swa.anneal=0ep"])
+    assert run_recipe(recipe, RunDir(tmp_path / "r")).status == "completed"
+    lrs = [float(r["lr"]) for r in read_csv(RunDir(tmp_path / "r"))]
+    # epochs 1 (cosine, before SWA), 2 (SWALR from step 2*spe: 0.02), 3, 4
+    assert lrs[0] > 0.02 and lrs[1:] == pytest.approx([0.02] * 3, abs=1e-12)

@@ -13,8 +13,8 @@ blank while the average is empty.
 
 With ``lr`` set, ``SWALR`` is created at ``start`` and anneals the LR (``anneal_strategy``
 cos or linear) from the schedule's value there to ``lr`` over ``anneal`` steps, then holds
-it. It is stepped after the engine's schedule on every optimizer step, so it wins. (The
-``lr`` column of points.csv still shows the schedule's LR.)
+it. It is stepped after the engine's schedule on every optimizer step, so it wins, and the
+``lr`` column of points.csv shows its LR from then on.
 
 The averaging update itself is sync-free (the snapshot count is kept on the host), unlike
 ``AveragedModel.update_parameters``, which reads ``n_averaged`` on the host at each call.
@@ -226,6 +226,12 @@ class SWA(Method):
             update_bn(state.data.clean_train_batches(), self.swa.module)
 
     def on_eval(self, state: TrainState, evaluate: Evaluate) -> dict[str, float]:
+        # Once SWALR governs the LR, the lr column shows its LR (the one the next step uses,
+        # as the column does for the schedule), not the overridden schedule's.
+        lr = {} if self.swalr is None else {"lr": self.optimizer.param_groups[0]["lr"]}
+        return {**self._evaluate_average(state, evaluate), **lr}
+
+    def _evaluate_average(self, state: TrainState, evaluate: Evaluate) -> dict[str, float]:
         if self.n == 0 or self.cycle_of(state.step) != self.avg_cycle:
             return {}  # empty, or holding an earlier cycle's average: blank
         if self.fresh:
