@@ -215,7 +215,9 @@ def test_budgets_mode_resumes_the_interrupted_budget_and_keeps_the_completed_one
     b1_end = (cut.path / "budget1" / "meta.json").stat().st_mtime_ns
     assert run_recipe(recipe, cut, resume=True).status == "completed"
     assert (cut.path / "budget1" / "meta.json").stat().st_mtime_ns == b1_end  # not re-run
-    assert same(cut.read_points(), whole.read_points())
+    assert same(cut.read_points(), whole.read_points())  # types too: step 8, not 8.0
+    device = whole.read_meta()["device"]  # the parent says where its budget runs ran
+    assert device.startswith("cpu") and cut.read_meta()["device"] == device
 
 
 def test_a_forced_restart_drops_the_earlier_attempts_checkpoints(tmp_path: Path, stop_after: type) -> None:

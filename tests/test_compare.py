@@ -314,3 +314,20 @@ def test_final_interval_is_clipped_to_valid_accuracies() -> None:
     final = compare_runs(runs).recipes[0].final
     assert final.mean == pytest.approx(0.99) and final.ci_high == 1.0
     assert final.ci_low == pytest.approx(0.99 - t975(2) * 0.01 / math.sqrt(3))
+
+
+def test_costs_reached_at_a_first_point_are_upper_bounds() -> None:
+    runs = [run("b1", 0, [(2.0, 0.80)]),  # the baseline's only point beats everything below
+            run("slow", 0, [(1.0, 0.50)]),
+            run("best", 0, [(1.0, 0.70), (4.0, 0.90)])]
+    c = compare_runs(runs, baseline="b1", target=0.6)
+    b1, slow, best = c.recipes
+    assert slow.speedup == pytest.approx(2.0) and slow.speedup_upper_bound
+    assert best.speedup is None and best.speedup_lower_bound == pytest.approx(0.5)
+    assert b1.target_cost == 2.0 and b1.target_cost_upper_bound
+    assert best.target_cost == 1.0 and best.target_cost_upper_bound
+    assert slow.target_cost is None
+    headers, rows = display_table(c)
+    cells = dict(zip(headers, rows[1], strict=True))
+    assert cells["speedup vs b1"] == "≤2.00x" and cells["time to 60%"] == "not reached"
+    assert dict(zip(headers, rows[2], strict=True))["time to 60%"] == "≤1.00"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from trainbench.cli import app
 from trainbench.results import POINT_COLUMNS, RunDir
+from trainbench.runlock import RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -81,8 +82,10 @@ def test_table_shows_every_recipe_and_marks_incomplete_runs(runs: Path) -> None:
     for name in ("base", "fast", "half"):
         assert name in out
     assert "2 completed, 1 diverged" in out
-    assert "1 running (half-written)" in out
-    assert "fast seed 2: diverged" in out and "half seed 0: running, half-written" in out
+    # 'running' with no process holding its lock: it was killed.
+    assert "1 running, no process (killed?) (half-written)" in out
+    assert "fast seed 2: diverged" in out
+    assert "half seed 0: running, no process (killed?), half-written" in out
     # base: time to 80% = 3.00 (between (2, .71) and (4, .91): 2 + 0.09 / 0.2 * 2 = 2.9).
     assert "2.9" in out and "1.00x" in out
     assert "speedup" in out and "AUC" in out and "Pareto" in out
@@ -110,8 +113,8 @@ def test_json_numbers(runs: Path) -> None:
     assert fast["speedup"] == pytest.approx(2.0 + (0.81 - 0.71) / 0.2 * 2.0)  # base needs 3.0
     assert fast["status"] == "2 completed, 1 diverged" and fast["complete"] is False
     # half: the torn row is skipped, its two points kept.
-    assert half["curve_points"] == 2 and half["status"] == "1 running (half-written)"
-    assert half["run_dirs"][0]["half_written"] is True
+    assert half["curve_points"] == 2 and half["status"] == "1 running, no process (killed?) (half-written)"
+    assert half["run_dirs"][0]["half_written"] is True and half["run_dirs"][0]["no_process"] is True
     assert fast["pareto"] is True and fast["pareto_points"] == [1, 2]
     assert base["pareto_points"] == [3] and half["pareto"] is False
     assert doc["auc_span"] is None  # fast (0.5 to 1) and half (1.5 to 3) do not overlap
@@ -277,3 +280,12 @@ def test_run_with_several_recipes_ends_with_the_comparison(tmp_path: Path, monke
     assert "trainbench run" in out and "trainbench compare" in out
     assert "vs digits-baseline" in out
     assert "2 completed" in out
+
+
+def test_a_run_still_being_written_is_marked_running(runs: Path) -> None:
+    lock = RunLock(runs / "half" / "seed0").acquire()  # as the training process holds it
+    try:
+        out = flat(invoke("compare", runs).stdout)
+    finally:
+        lock.release()
+    assert "1 running (half-written)" in out and "no process" not in out

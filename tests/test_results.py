@@ -230,7 +230,8 @@ def test_read_points_skips_short_rows_and_keeps_blanks_as_nan(tmp_path: Path) ->
     assert len(rows) == 2
     assert rows[0]["step"] == 10.0 and math.isnan(rows[0]["lr"]) and rows[0]["test_acc"] == 0.5
     assert rows[1]["step"] == 20.0 and rows[1]["lr"] == 0.05 and math.isnan(rows[1]["test_acc"])
-    assert all(isinstance(v, float) for r in rows for v in r.values())
+    assert all(isinstance(v, float) for r in rows for k, v in r.items() if k != "step")
+    assert all(type(r["step"]) is int for r in rows)  # integers stay integers
 
 
 def test_read_points_edge_cases(tmp_path: Path) -> None:
@@ -242,3 +243,14 @@ def test_read_points_edge_cases(tmp_path: Path) -> None:
     assert read_points(path) == []
     path.write_text("step,lr,te")  # torn header
     assert read_points(path) == []
+
+
+def test_read_points_keeps_integers_so_rows_round_trip(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    row = {"step": 8, "epoch": 2.0, "samples": 512, "train_time_s": 0.25, "test_acc": 0.5, "curve": 1}
+    run.rewrite_points(list(row), [row])
+    back = run.read_points()[0]
+    assert back == row and type(back["step"]) is int and type(back["epoch"]) is float
+    text = run.points_path.read_text()
+    run.rewrite_points(list(row), [back])
+    assert run.points_path.read_text() == text

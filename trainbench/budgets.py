@@ -70,7 +70,9 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
                     return Outcome(outcome.status, points, f"budget {k} ({sub['duration']}): "
                                    f"{outcome.message}", exit_code=outcome.exit_code)
                 final = {**outcome.points[-1], "curve": 1}
-            if writer is None:
+            if writer is None:  # the first budget run: it also says where the runs ran
+                run.update_meta(**{k: v for k, v in sub_run.read_meta().items()
+                                   if k in ("device", "torch_build", "cuda")})
                 writer = run.points_writer(list(final))
             writer.append(final)
             points.append(final)

@@ -33,6 +33,9 @@ Definitions (the README's "Comparing recipes" repeats them):
 - **speedup** (``--baseline``) = the baseline's cost to reach the recipe's final mean
   accuracy (the same interpolation, on the baseline's mean curve) / the recipe's final cost.
   Above 1: the recipe gets there faster. 1.0 for the baseline by definition. When the
+  baseline's first point already reaches that accuracy its true cost is unknown (at most
+  that point's), so the speedup is an upper bound, shown "≤"; likewise a cost to target
+  reached at a recipe's first point. When the
   baseline never reaches that accuracy the speedup is ``None`` ("not reached") and
   ``speedup_lower_bound`` = baseline's final cost / the recipe's final cost.
 - **AUC** = the mean accuracy over a common cost range on a log10 axis (linear for
@@ -64,6 +67,7 @@ from typing import Any
 
 from trainbench.errors import InputError
 from trainbench.results import STATUSES, read_points
+from trainbench.runlock import is_locked
 
 X_COLUMNS = {"time": "train_time_s", "epochs": "epoch", "samples": "samples", "sparsity": "sparsity"}
 X_NAMES = {"time": "time (s)", "epochs": "epochs", "samples": "samples", "sparsity": "sparsity"}
@@ -131,10 +135,15 @@ class Run:
     curve_mode: str | None = None
     message: str = ""
     budget_of: str | None = None  # set in a budgets-mode run's sub-runs
+    orphaned: bool = False  # status 'running' but no process holds its lock: killed
+
+    @property
+    def state(self) -> str:
+        return "running, no process (killed?)" if self.orphaned else self.status
 
     @property
     def label(self) -> str:
-        return self.status + (" (half-written)" if self.torn else "")
+        return self.state + (" (half-written)" if self.torn else "")
 
     def curve_rows(self) -> list[dict[str, float]]:
         return [p for p in self.points if p.get("curve") == 1]
@@ -208,7 +217,8 @@ def load_run(path: Path) -> Run:
                device=meta.get("device"), versions={k: str(v) for k, v in versions.items()},
                points=points, columns=header, torn=bool(raw) and not raw.endswith(b"\n"),
                curve_mode=meta.get("curve_mode"), message=str(meta.get("message") or ""),
-               budget_of=meta.get("budget_of") or None)
+               budget_of=meta.get("budget_of") or None,
+               orphaned=meta["status"] == "running" and not is_locked(path))
 
 
 def load_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
@@ -349,6 +359,10 @@ class RecipeResult:
     target_cost: float | None = None
     speedup: float | None = None
     speedup_lower_bound: float | None = None  # when the baseline never reaches final acc
+    # The baseline's (or this recipe's) first point already reaches the accuracy: the true
+    # crossing is earlier, so the speedup (the cost to target) is at most the value given.
+    speedup_upper_bound: bool = False
+    target_cost_upper_bound: bool = False
     auc: float | None = None
     pareto_points: list[int] = field(default_factory=list)  # curve indices on the frontier
     from_evaluations: bool = False  # no curve point yet: evaluation rows stand in
@@ -389,7 +403,7 @@ class Comparison:
 def _status_summary(runs: Sequence[Run]) -> str:
     counts = Counter(r.label for r in runs)
     order = {s: i for i, s in enumerate(STATUSES)}
-    keys = sorted(counts, key=lambda k: (k != "completed", order.get(k.split(" ")[0], 99), k))
+    keys = sorted(counts, key=lambda k: (k != "completed", order.get(k.split(" ")[0].rstrip(","), 99), k))
     return ", ".join(f"{counts[k]} {k}" for k in keys)
 
 
@@ -488,11 +502,14 @@ def compare_runs(runs: Sequence[Run], problems: Sequence[str] = (), *, baseline:
             res.auc = auc(res.points, *span, log=log)
         if target is not None and x != "sparsity":
             res.target_cost = cost_to_reach(res.points, target)
+            # Reached at the first point already: somewhere before it, so at most that cost.
+            res.target_cost_upper_bound = res.target_cost is not None and res.curve[0].acc >= target
         if base is not None and base.curve and x != "sparsity":
             if res is base:
                 res.speedup = 1.0
             else:
                 res.speedup = speedup(base.points, last.acc, last.cost)
+                res.speedup_upper_bound = res.speedup is not None and base.curve[0].acc >= last.acc
                 if res.speedup is None and last.cost > 0:
                     res.speedup_lower_bound = base.curve[-1].cost / last.cost
     if x == "sparsity" and (target is not None or baseline is not None):
@@ -527,7 +544,7 @@ def _recipe(name: str, runs: list[Run], xcol: str, metric: str, notes: list[str]
     res.curve = align(curves)
     for r, c in zip(runs, curves, strict=True):
         if r.status != "completed" or r.torn:
-            what = r.status + (", half-written (its torn last line skipped)" if r.torn else "")
+            what = r.state + (", half-written (its torn last line skipped)" if r.torn else "")
             why = f": {r.message}" if r.message and r.status != "running" else ""
             notes.append(f"{name} seed {r.seed}: {what}{why}; {len(c)} of its points used ({r.path}).")
     _check_alignment(name, runs, rows, warnings)
@@ -638,14 +655,14 @@ def display_table(c: Comparison) -> tuple[list[str], list[list[str]]]:
                _pct(r.best_acc), fmt_cost(r.cost, c.x)]
         if show_target:
             row.append("-" if not r.curve else "not reached" if r.target_cost is None
-                       else fmt_cost(r.target_cost, c.x))
+                       else ("≤" if r.target_cost_upper_bound else "") + fmt_cost(r.target_cost, c.x))
         if show_speedup:
             if not r.curve or (r.speedup is None and r.speedup_lower_bound is None):
                 row.append("-")
             elif r.speedup is None:
                 row.append(f"not reached (>{r.speedup_lower_bound:.2f}x)")
             else:
-                row.append(f"{r.speedup:.2f}x")
+                row.append(f"{'≤' if r.speedup_upper_bound else ''}{r.speedup:.2f}x")
         row.append(_pct(r.auc))
         row.append("-" if not r.curve else
                    f"yes ({len(r.pareto_points)}/{len(r.curve)})" if r.pareto_points else "no")
@@ -666,10 +683,11 @@ def legend(c: Comparison) -> list[str]:
     ]
     if c.target is not None and c.x != "sparsity":
         lines.append(f"{target_header(c)}: where the mean curve first reaches {100 * c.target:g}%, "
-                     f"linear in {noun} between curve points.")
+                     f"linear in {noun} between curve points; ≤: reached by the first point already.")
     if c.baseline is not None and c.x != "sparsity":
         lines.append(f"speedup: the {noun} {c.baseline} needs to reach the recipe's final % (interpolated "
-                     f"on its mean curve) / the recipe's {noun}; above 1 = faster than {c.baseline}.")
+                     f"on its mean curve) / the recipe's {noun}; above 1 = faster than {c.baseline}; "
+                     f"≤: {c.baseline}'s first point already reaches it, so this is an upper bound.")
     if c.span is None:
         auc_def = (f"AUC %: the mean accuracy over the {noun} range all multi-point curves share; "
                    "here they share none, so '-'.")
@@ -698,7 +716,8 @@ def to_markdown(c: Comparison) -> str:
 
 CSV_COLUMNS = ("recipe", "runs", "status", "complete", "devices", "n", "final_acc", "final_acc_std",
                "final_acc_ci_low", "final_acc_ci_high", "best_acc", "x", "cost", "target",
-               "target_cost", "baseline", "speedup", "speedup_lower_bound", "auc", "auc_lo", "auc_hi",
+               "target_cost", "target_cost_upper_bound", "baseline", "speedup", "speedup_upper_bound",
+               "speedup_lower_bound", "auc", "auc_lo", "auc_hi",
                "pareto", "pareto_points", "curve_points", "metric")
 
 
@@ -714,7 +733,8 @@ def records(c: Comparison) -> list[dict[str, Any]]:
             "final_acc": f.mean if f else None, "final_acc_std": f.std if f else None,
             "final_acc_ci_low": f.ci_low if f else None, "final_acc_ci_high": f.ci_high if f else None,
             "best_acc": r.best_acc, "x": c.x, "cost": r.cost, "target": c.target,
-            "target_cost": r.target_cost, "baseline": c.baseline, "speedup": r.speedup,
+            "target_cost": r.target_cost, "target_cost_upper_bound": r.target_cost_upper_bound,
+            "baseline": c.baseline, "speedup": r.speedup, "speedup_upper_bound": r.speedup_upper_bound,
             "speedup_lower_bound": r.speedup_lower_bound, "auc": r.auc,
             "auc_lo": c.span[0] if c.span else None, "auc_hi": c.span[1] if c.span else None,
             "pareto": r.on_frontier, "pareto_points": " ".join(str(i + 1) for i in r.pareto_points),
@@ -742,6 +762,7 @@ def to_json(c: Comparison) -> str:
             "curve": [{"point": p.index + 1, "n": p.n, "cost": p.cost, "acc": p.acc, "acc_std": p.acc_std,
                        "acc_min": p.acc_min, "acc_max": p.acc_max} for p in r.curve],
             "run_dirs": [{"path": str(run.path), "seed": run.seed, "status": run.status,
+                          "no_process": run.orphaned,
                           "half_written": run.torn, "device": run.device} for run in r.runs],
         })
     doc = {"x": c.x, "x_column": c.x_column, "metric": c.metric, "target": c.target,

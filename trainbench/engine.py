@@ -232,8 +232,9 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
 
 def _failure_message(e: Exception, run: RunDir) -> str:
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-        return (f"the disk is full ({e.filename or run.path}): the run stopped; the points and "
-                "checkpoints written before are intact. Free space, then continue with --resume.")
+        return (f"the disk is full ({e.filename or run.path}): the run stopped; what was written "
+                "before it (complete points.csv rows, meta.json, earlier checkpoints if any) is "
+                "intact. Free space, then continue with --resume.")
     try:
         (run.path / "error.log").write_text(traceback.format_exc())
         where = f" (traceback in {run.path / 'error.log'})"

@@ -122,12 +122,9 @@ def write_report(report: FidelityReport, out: Path) -> list[Path]:
 
 
 def _plot(report: FidelityReport, path: Path) -> None:
-    import matplotlib
+    from trainbench.plots import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
+    fig, ax = new_figure(figsize=(6.5, 4.2))
     ref_t = [r.ref_time_s for r in report.rows]
     ax.plot(ref_t, [100 * r.ref_acc for r in report.rows], "s--", label="reference (separate runs)")
     ax.plot([r.cyclic_time_s for r in report.rows], [100 * r.cyclic_acc for r in report.rows], "o-",
@@ -139,5 +136,4 @@ def _plot(report: FidelityReport, path: Path) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

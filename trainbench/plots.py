@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from trainbench.results import atomic_write
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from trainbench.compare import Comparison
     from trainbench.recipe import Recipe
 
 
-def plot_run_curve(points: list[dict[str, float]], path: Path, title: str) -> None:
-    """Test accuracy against training time; curve points (cycle/budget ends) marked."""
+def new_figure(figsize: tuple[float, float], dpi: int = 120) -> tuple[Figure, Axes]:
+    """A figure on the non-interactive Agg backend (runs have no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    return plt.subplots(figsize=figsize, dpi=dpi)
+
+
+def save_figure(fig: Figure, path: Path, **savefig_kw: Any) -> None:
+    """Write ``fig`` atomically (a full disk or an interrupt never leaves half an image), in
+    the format of ``path``'s suffix, and free it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png",
+                                                 **savefig_kw))
+    finally:
+        plt.close(fig)
+
+
+def plot_run_curve(points: list[dict[str, float]], path: Path, title: str) -> None:
+    """Test accuracy against training time; curve points (cycle/budget ends) marked."""
+    fig, ax = new_figure(figsize=(6, 4))
     t = [p["train_time_s"] for p in points]
     acc = [100 * p["test_acc"] for p in points]
     ax.plot(t, acc, "-", color="tab:blue", alpha=0.5, label="evaluations")
@@ -30,18 +52,12 @@ def plot_run_curve(points: list[dict[str, float]], path: Path, title: str) -> No
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_lr_schedule(recipe: Recipe, path: Path) -> int:
     """The LR of every step of the recipe's run, curve points marked; returns the steps."""
     import dataclasses
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from trainbench.data import dataset_shape
     from trainbench.engine import make_clock
@@ -55,7 +71,7 @@ def plot_lr_schedule(recipe: Recipe, path: Path) -> int:
     lr = recipe["optimizer"]["lr"]
     sched = build_schedule(recipe["schedule"]).bind(clock, lr)
     clock = dataclasses.replace(clock, total_steps=sched.total)
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
+    fig, ax = new_figure(figsize=(7, 3.5))
     ax.plot([clock.epoch(s) for s in range(sched.total)], [lr * sched.factor(s) for s in range(sched.total)],
             color="tab:blue", lw=1.2, label="LR per step")
     pts = sched.curve_points()
@@ -67,8 +83,7 @@ def plot_lr_schedule(recipe: Recipe, path: Path) -> int:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
     return sched.total
 
 
@@ -77,15 +92,11 @@ def plot_comparison(c: Comparison, path: Path) -> None:
     band from the lowest to the highest seed at each point, the Pareto frontier of all mean
     points as a dashed step line, the target as a dotted line; log cost axis (linear for
     sparsity); the legend outside the axes. PNG or SVG, from ``path``'s suffix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     from trainbench.compare import X_NAMES
 
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=130)
+    fig, ax = new_figure(figsize=(9, 5), dpi=130)
     markers = "osD^vP*Xph"
     for i, r in enumerate(c.recipes):
         if not r.curve:
@@ -123,5 +134,4 @@ def plot_comparison(c: Comparison, path: Path) -> None:
     ax.set_title(f"{metric} vs {X_NAMES[c.x].split(' (')[0]}: mean over seeds, band = min to max")
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, bbox_inches="tight")

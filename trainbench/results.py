@@ -150,6 +150,14 @@ class RunDir:
         return read_points(self.points_path)
 
 
+def _parse(v: str) -> float:
+    """A points.csv cell: blank -> NaN; integers (steps, samples, counts) stay int, so a row
+    read back and written again is the same text."""
+    if v == "":
+        return math.nan
+    return int(v) if v.lstrip("-").isdigit() else float(v)
+
+
 def read_points(path: Path) -> list[dict[str, float]]:
     """Rows of a points.csv as floats; a torn (incomplete) last line is skipped."""
     if not path.exists():
@@ -166,7 +174,7 @@ def read_points(path: Path) -> list[dict[str, float]]:
         if len(r) != len(header):
             continue
         try:
-            out.append({k: float(v) if v != "" else math.nan for k, v in zip(header, r, strict=True)})
+            out.append({k: _parse(v) for k, v in zip(header, r, strict=True)})
         except ValueError:
             continue
     return out
