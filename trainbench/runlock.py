@@ -68,10 +68,6 @@ class RunLock:
             self._f.close()  # closing the descriptor releases the flock
             self._f = None
 
-    @property
-    def held(self) -> bool:
-        return self._f is not None
-
 
 def is_locked(run_path: Path) -> bool:
     """Whether another process holds the run's lock right now."""
