@@ -122,6 +122,9 @@ def test_data_order_resumes_mid_pass_and_at_pass_boundaries(consumed: int) -> No
         next(batches)
     second = loader()
     second.load_state_dict(first.state_dict())
+    again = second.state_dict()  # before any batch: the same position, not the pass's start
+    assert again["pos"] == first.state_dict()["pos"]
+    assert torch.equal(again["order_gen"], first.state_dict()["order_gen"])
     resumed = second.train_batches()
     for x, y in reference[consumed:]:
         rx, ry = next(resumed)

@@ -80,7 +80,8 @@ def test_cli_import_does_not_import_torch_and_help_runs() -> None:
     """`trainbench --help` must stay fast: torch is imported inside the commands only."""
     check = subprocess.run(
         [sys.executable, "-c",
-         "import trainbench.cli, sys; assert 'torch' not in sys.modules, 'torch imported'"],
+         "import trainbench.cli, sys; assert 'torch' not in sys.modules, 'torch imported'; "
+         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"],
         capture_output=True, text=True, timeout=60,
     )
     assert check.returncode == 0, check.stderr
@@ -295,3 +296,9 @@ def test_run_usage_errors_exit_2(tmp_path: Path) -> None:
     assert invoke("run", QUICKSTART, "--seeds", "0", "--out", tmp_path / "r").exit_code == 2
     assert invoke("run", QUICKSTART, "--bogus").exit_code == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_list_shows_defaults_as_a_recipe_writes_them() -> None:
+    result = CliRunner().invoke(app, ["list", "schedules"])
+    assert result.exit_code == 0
+    assert "milestones=['0.5dur', '0.75dur']" in result.output and "Time(" not in result.output

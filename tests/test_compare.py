@@ -78,7 +78,7 @@ def test_align_curves_with_different_numbers_of_points() -> None:
     assert curve[0].acc_std == pytest.approx(math.sqrt(0.005))
     assert curve[2].acc_std is None
     assert (curve[1].acc_min, curve[1].acc_max) == (0.70, 0.80)
-    assert curve[2].accs == (0.90,)
+    assert (curve[2].acc_min, curve[2].acc, curve[2].acc_max) == (0.90, 0.90, 0.90)  # the one seed
 
 
 def test_align_skips_missing_values_but_keeps_indices() -> None:

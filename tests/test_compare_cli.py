@@ -86,8 +86,14 @@ def test_table_shows_every_recipe_and_marks_incomplete_runs(runs: Path) -> None:
     assert "1 running, no process (killed?) (half-written)" in out
     assert "fast seed 2: diverged" in out
     assert "half seed 0: running, no process (killed?), half-written" in out
-    # base: time to 80% = 3.00 (between (2, .71) and (4, .91): 2 + 0.09 / 0.2 * 2 = 2.9).
+    # base: time to 80% between (2, .71) and (4, .91): 2 + 0.09 / 0.2 * 2 = 2.9.
     assert "2.9" in out and "1.00x" in out
+    md = invoke("compare", runs, "--baseline", "base", "--target", "0.8", "--format", "markdown").stdout
+    base_row = next(line for line in md.splitlines() if line.startswith("| base |"))
+    header = next(line for line in md.splitlines() if line.startswith("| recipe |"))
+    cells = dict(zip((h.strip() for h in header.split("|")), (v.strip() for v in base_row.split("|")),
+                     strict=True))
+    assert cells["time to 80%"] == "2.90" and cells["speedup vs base"] == "1.00x"
     assert "speedup" in out and "AUC" in out and "Pareto" in out
 
 

@@ -13,7 +13,7 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, CyclicLR, LambdaLR, LRScheduler, OneCycleLR
 
 from trainbench.recipe import RecipeError, load_recipe
-from trainbench.schedules import SGDR, Cyclic, OneCycle, Schedule, Triangular
+from trainbench.schedules import SGDR, Cyclic, OneCycle, Schedule, Triangular, build_schedule
 from trainbench.timeunits import Clock, Time
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,3 +378,14 @@ def test_resolved_recipe_round_trips(tmp_path: Path, sets: tuple[str, ...]) -> N
     assert again.data == r.data
     assert again.to_yaml() == r.to_yaml()
 
+
+
+@pytest.mark.parametrize(("t0", "t_mult", "warmup", "spe"), [
+    (0.7, 1.5, 0.0, 10), (0.3, 1.7, 0.1, 13), (1.1, 1.3, 0.5, 7), (0.9, 2.0, 0.2, 391)])
+def test_cycle_ends_fall_on_the_steps_of_the_budget_runs(t0: float, t_mult: float, warmup: float,
+                                                         spe: int) -> None:
+    # fidelity compares point k of the cyclic run with the run of budget k: same step.
+    params = {"name": "cyclic", "t0": f"{t0}ep", "t_mult": t_mult, "cycles": 5, "warmup": f"{warmup}ep"}
+    sched = build_schedule(params).bind(Clock(spe, 8), 0.1)
+    budgets = Cyclic.default_budgets({**params, "t0": f"{t0}ep"})
+    assert sched.curve_points() == [Clock(spe, 8).steps(b) for b in budgets]

@@ -676,3 +676,8 @@ def test_external_model_unknown_key(tmp_path: Path) -> None:
 def test_external_model_kwargs_must_be_a_mapping(tmp_path: Path) -> None:
     msg = one_problem(write(tmp_path, "r.yaml", 'model: {name: "timm:resnet18", kwargs: [1]}\n'))
     assert "model.kwargs: expected a mapping, got [1]" in msg
+
+
+def test_a_self_timed_schedules_own_problem_is_reported_not_a_missing_duration(tmp_path: Path) -> None:
+    msg = one_problem(write(tmp_path, "r.yaml", "duration: null\nschedule: {name: cyclic, t0: 0ep}\n"))
+    assert "schedule.t0: t0 must be a positive time" in msg and "needs the run's duration" not in msg

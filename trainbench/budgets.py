@@ -83,8 +83,4 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
 
 
 def _completed(sub_run: RunDir, sub: Recipe) -> bool:
-    try:
-        return (sub_run.read_meta().get("status") == "completed"
-                and sub_run.recipe_path.read_text() == sub.to_yaml() and bool(sub_run.read_points()))
-    except (OSError, ValueError):
-        return False
+    return sub_run.status() == "completed" and sub_run.holds(sub.to_yaml()) and bool(sub_run.read_points())

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import typing
 from typing import Any
 
+from trainbench.recipe import yamlable
 from trainbench.registry import REQUIRED, Registry, params_of
 
 
@@ -22,18 +22,16 @@ def _registry(kind: str) -> Registry[Any]:
     return reg
 
 
-def _fmt_param(name: str, default: Any, hint: Any) -> str:
+def _fmt_param(name: str, default: Any) -> str:
     if default is REQUIRED:
         return f"{name} (required)"
-    if typing.get_origin(hint) is typing.Annotated:
-        hint = typing.get_args(hint)[0]
-    return f"{name}={default}"
+    return f"{name}={yamlable(default)}"  # as a recipe would write it: 0.5dur, not Time(...)
 
 
 def catalog(kind: str) -> list[tuple[str, str, str]]:
     rows = []
     for e in _registry(kind):
-        params = ", ".join(_fmt_param(s.name, s.default, s.hint) for s in params_of(e.factory).values())
+        params = ", ".join(_fmt_param(s.name, s.default) for s in params_of(e.factory).values())
         rows.append((e.name, e.help, params or "-"))
     if kind == "models":
         rows.append(("timm:<name>", "any timm model, e.g. timm:resnet50 (random init)", "kwargs={}"))

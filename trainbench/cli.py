@@ -65,6 +65,11 @@ def _load(paths: list[Path], overrides: list[str] | None) -> list[Recipe]:
     return recipes
 
 
+def _overrides(set_: list[str] | None, device: str | None) -> list[str]:
+    """--set items, and --device as one more, so recipe.yaml records where the run ran."""
+    return [*(set_ or []), *([f"device={json.dumps(device)}"] if device else [])]
+
+
 class RichProgress:
     """Progress bar for one run: epoch, step, last loss and accuracy, ETA."""
 
@@ -121,7 +126,7 @@ def run(
 
     try:
         # --device is an override like any other, so recipe.yaml records where it ran.
-        loaded = _load(recipes, [*(set_ or []), *([f"device={json.dumps(device)}"] if device else [])])
+        loaded = _load(recipes, _overrides(set_, device))
         plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
                           resume=resume)
     except InputError as e:
@@ -289,7 +294,7 @@ def fidelity(
     from trainbench.recipe import load_recipe, self_timed
     from trainbench.runner import plan_runs
 
-    sets = [*(set_ or []), *([f"device={json.dumps(device)}"] if device else [])]
+    sets = _overrides(set_, device)
     paths = [recipe] if baseline is None else [recipe, baseline]
     try:
         pairs = []
@@ -424,7 +429,7 @@ def _print_comparison(c: Any, fmt: str) -> None:
     else:
         headers, rows = cmp.display_table(c)
         metric = "accuracy" if c.metric == cmp.DEFAULT_METRIC else c.metric
-        table = Table(title=f"trainbench compare: {metric} vs {cmp.X_NAMES[c.x].split(' (')[0]}",
+        table = Table(title=f"trainbench compare: {metric} vs {c.x}",
                       box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for h in headers:
             table.add_column(h.replace(" vs ", "\nvs "),
@@ -439,16 +444,12 @@ def _print_comparison(c: Any, fmt: str) -> None:
         console.print(table)
         for line in cmp.legend(c):
             console.print(f"[dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
-    if fmt in ("table",):
+    if fmt != "markdown":  # the table shows them below it; csv/json keep stdout pure
+        out = console if fmt == "table" else err
         for w in c.warnings:
-            console.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+            out.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
         for n in c.notes:
-            console.print(f"[yellow]note:[/] {escape(n)}", highlight=False, soft_wrap=True)
-    elif fmt in ("csv", "json"):
-        for w in c.warnings:
-            err.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-        for n in c.notes:
-            err.print(f"[yellow]note:[/] {escape(n)}", highlight=False, soft_wrap=True)
+            out.print(f"[yellow]note:[/] {escape(n)}", highlight=False, soft_wrap=True)
 
 
 LIST_KINDS = ("datasets", "models", "optimizers", "schedules", "methods")

@@ -66,12 +66,11 @@ from pathlib import Path
 from typing import Any
 
 from trainbench.errors import InputError
-from trainbench.results import STATUSES, read_points
+from trainbench.results import STATUSES, curve_rows, parse_points
 from trainbench.runlock import is_locked
 
 X_COLUMNS = {"time": "train_time_s", "epochs": "epoch", "samples": "samples", "sparsity": "sparsity"}
 X_NAMES = {"time": "time (s)", "epochs": "epochs", "samples": "samples", "sparsity": "sparsity"}
-FORMATS = ("table", "csv", "json", "markdown")
 DEFAULT_METRIC = "test_acc"
 
 # Student's t quantile t(0.975, df) for df = 1..30; beyond, a Cornish-Fisher expansion
@@ -145,8 +144,6 @@ class Run:
     def label(self) -> str:
         return self.state + (" (half-written)" if self.torn else "")
 
-    def curve_rows(self) -> list[dict[str, float]]:
-        return [p for p in self.points if p.get("curve") == 1]
 
 
 def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
@@ -201,11 +198,8 @@ def load_run(path: Path) -> Run:
             or meta.get("status") not in STATUSES:
         raise ValueError(f"{path}: not a trainbench run directory (its meta.json has no recipe "
                          "'name' or no known 'status'); skipped.")
-    points_path = path / "points.csv"
     try:
-        raw = points_path.read_bytes() if points_path.exists() else b""
-        points = read_points(points_path)
-        header = next(csv.reader([raw.decode().split("\n", 1)[0]]), []) if raw else []
+        header, points, torn = parse_points(path / "points.csv")
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: points.csv cannot be read ({type(e).__name__}: {e}); skipped.") from None
     versions = dict(meta.get("versions") or {})
@@ -215,7 +209,7 @@ def load_run(path: Path) -> Run:
     return Run(path=path, name=meta["name"], seed=seed if isinstance(seed, int) else None,
                status=meta["status"], smoke=bool(meta.get("smoke", False)),
                device=meta.get("device"), versions={k: str(v) for k, v in versions.items()},
-               points=points, columns=header, torn=bool(raw) and not raw.endswith(b"\n"),
+               points=points, columns=header, torn=torn,
                curve_mode=meta.get("curve_mode"), message=str(meta.get("message") or ""),
                budget_of=meta.get("budget_of") or None,
                orphaned=meta["status"] == "running" and not is_locked(path))
@@ -248,14 +242,22 @@ class CurvePoint:
     """A recipe's aggregate curve at one index: means over the ``n`` seeds that have it."""
 
     index: int  # position on the curve, 0-based
-    n: int
     cost: float  # mean over the seeds
-    acc: float  # mean over the seeds
-    acc_std: float | None  # sample std, None when n = 1
+    stats: Stats  # of the accuracy over the seeds
     acc_min: float
     acc_max: float
-    accs: tuple[float, ...] = ()  # the seeds' values, in run order
-    costs: tuple[float, ...] = ()
+
+    @property
+    def n(self) -> int:
+        return self.stats.n
+
+    @property
+    def acc(self) -> float:
+        return self.stats.mean
+
+    @property
+    def acc_std(self) -> float | None:
+        return self.stats.std
 
 
 def align(curves: Sequence[Sequence[tuple[float, float]]]) -> list[CurvePoint]:
@@ -267,10 +269,9 @@ def align(curves: Sequence[Sequence[tuple[float, float]]]) -> list[CurvePoint]:
         vals = [c[i] for c in curves if i < len(c) and math.isfinite(c[i][0]) and math.isfinite(c[i][1])]
         if not vals:
             continue
-        costs, accs = tuple(v[0] for v in vals), tuple(v[1] for v in vals)
-        s = seed_stats(accs)
-        out.append(CurvePoint(i, len(vals), math.fsum(costs) / len(costs), s.mean, s.std,
-                              min(accs), max(accs), accs, costs))
+        accs = [v[1] for v in vals]
+        out.append(CurvePoint(i, math.fsum(v[0] for v in vals) / len(vals), seed_stats(accs),
+                              min(accs), max(accs)))
     return out
 
 
@@ -366,7 +367,6 @@ class RecipeResult:
     auc: float | None = None
     pareto_points: list[int] = field(default_factory=list)  # curve indices on the frontier
     from_evaluations: bool = False  # no curve point yet: evaluation rows stand in
-    metric_fallback: bool = False  # some runs lack the metric column: test_acc used there
 
     @property
     def points(self) -> list[tuple[float, float]]:
@@ -401,10 +401,10 @@ class Comparison:
 
 
 def _status_summary(runs: Sequence[Run]) -> str:
+    """'2 completed, 1 diverged': completed first, then in the order of STATUSES."""
     counts = Counter(r.label for r in runs)
-    order = {s: i for i, s in enumerate(STATUSES)}
-    keys = sorted(counts, key=lambda k: (k != "completed", order.get(k.split(" ")[0].rstrip(","), 99), k))
-    return ", ".join(f"{counts[k]} {k}" for k in keys)
+    order = {r.label: (r.status != "completed", STATUSES.index(r.status), r.label) for r in runs}
+    return ", ".join(f"{counts[k]} {k}" for k in sorted(counts, key=order.__getitem__))
 
 
 def _value(row: dict[str, float], col: str) -> float:
@@ -525,7 +525,7 @@ def _recipe(name: str, runs: list[Run], xcol: str, metric: str, notes: list[str]
     res = RecipeResult(name=name, runs=runs, curve=[], status=_status_summary(runs),
                        complete=all(r.status == "completed" and not r.torn for r in runs),
                        devices=list(dict.fromkeys(r.device or "unknown" for r in runs)))
-    rows = {id(r): r.curve_rows() for r in runs}
+    rows = {id(r): curve_rows(r.points) for r in runs}
     if not any(rows.values()):
         rows = {id(r): r.points for r in runs}
         res.from_evaluations = any(rows.values())
@@ -535,7 +535,6 @@ def _recipe(name: str, runs: list[Run], xcol: str, metric: str, notes: list[str]
     curves = []
     lacking = [r for r in runs if metric not in r.columns and rows[id(r)]]
     if lacking and metric != DEFAULT_METRIC:
-        res.metric_fallback = True
         notes.append(f"{name}: {len(lacking)} run(s) have no '{metric}' column; their "
                      f"{DEFAULT_METRIC} is used.")
     for r in runs:
@@ -556,7 +555,7 @@ def _recipe(name: str, runs: list[Run], xcol: str, metric: str, notes: list[str]
                             "each counts as a seed.")
     if res.curve:
         last = res.curve[-1]
-        res.final = seed_stats(last.accs)
+        res.final = last.stats
         if res.final.ci_low is not None and res.final.ci_high is not None:  # an accuracy stays in [0, 1]
             res.final = dataclasses.replace(res.final, ci_low=max(res.final.ci_low, 0.0),
                                             ci_high=min(res.final.ci_high, 1.0))
@@ -626,11 +625,8 @@ def fmt_cost(v: float | None, x: str) -> str:
     return f"{v:#.3g}".rstrip(".") if abs(v) < 99.5 else f"{v:.0f}"
 
 
-_COST_NOUN = {"time": "time", "epochs": "epochs", "samples": "samples", "sparsity": "sparsity"}
-
-
 def target_header(c: Comparison) -> str:
-    return f"{_COST_NOUN[c.x]} to {100 * (c.target or 0):g}%"
+    return f"{c.x} to {100 * (c.target or 0):g}%"
 
 
 def display_table(c: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -672,7 +668,7 @@ def display_table(c: Comparison) -> tuple[list[str], list[list[str]]]:
 
 def legend(c: Comparison) -> list[str]:
     """The columns' definitions, one line each."""
-    noun = _COST_NOUN[c.x]
+    noun = c.x
     unit = {"time": " (training seconds)", "epochs": "", "samples": " (training samples seen)",
             "sparsity": ""}[c.x]
     axis = "log10" if c.log_x else "linear"

@@ -41,14 +41,14 @@ from trainbench.data import DATASETS, ImageData
 from trainbench.data.loader import DeviceData
 from trainbench.errors import InputError
 from trainbench.interrupts import StopSignal
-from trainbench.methods import METHODS, Method, TrainState
+from trainbench.methods import Method, TrainState, build_methods
 from trainbench.methods.ema import unwrap
 from trainbench.models import build_model
 from trainbench.optim import build_optimizer
 from trainbench.recipe import Recipe
 from trainbench.registry import instantiate
 from trainbench.results import POINT_COLUMNS, RunDir, atomic_write
-from trainbench.schedules import build_schedule
+from trainbench.schedules import Schedule, build_schedule
 from trainbench.smoke import BATCH_SIZE as SMOKE_BATCH_SIZE
 from trainbench.smoke import smoke_clock, smoke_data
 from trainbench.timeunits import Clock
@@ -135,6 +135,14 @@ def make_clock(recipe: Recipe, train_size: int, smoke: bool) -> Clock:
                          f"({train_size} images); lower it.")
     total = Clock(spe, bs).steps(recipe["duration"], at_least_one=True)
     return Clock(spe, bs, total)
+
+
+def bound_schedule(recipe: Recipe, train_size: int, smoke: bool) -> tuple[Clock, Schedule]:
+    """The run's clock and its LR schedule bound to it; a self-timed schedule (cyclic,
+    sgdr) sets the clock's total steps."""
+    clock = make_clock(recipe, train_size, smoke)
+    schedule = build_schedule(recipe["schedule"]).bind(clock, recipe["optimizer"]["lr"])
+    return dataclasses.replace(clock, total_steps=schedule.total), schedule
 
 
 def eval_steps(recipe: Recipe, clock: Clock, curve: list[int]) -> list[int]:
@@ -265,16 +273,13 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                       eval_batch_size=r["data"]["eval_batch_size"], augment=r["data"]["augment"],
                       crop_padding=r["data"]["crop_padding"], normalize=r["data"]["normalize"],
                       seed=recipe.seed)
-    clock = make_clock(recipe, real_train_size, smoke)
+    clock, schedule = bound_schedule(recipe, real_train_size, smoke)
     peak_lr = r["optimizer"]["lr"]
-    schedule = build_schedule(r["schedule"]).bind(clock, peak_lr)
-    clock = dataclasses.replace(clock, total_steps=schedule.total)  # self-timed: its own length
 
     # Model, methods, optimizer, schedule. Methods run in their declared order (model
     # surgery first, compile last), recipe order among equals.
     model = build_model(r["model"], data.shape[0], data.num_classes).to(dev)
-    methods: dict[str, Method] = dict(sorted(
-        ((n, instantiate(METHODS.get(n), p)) for n, p in r["methods"].items()), key=lambda nm: nm[1].order))
+    methods = build_methods(r["methods"])
     precision = r["precision"]
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
     state = TrainState(recipe=r, model=model, device=dev, clock=clock,

@@ -19,11 +19,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from trainbench.results import curve_rows
+
 Points = list[dict[str, float]]
 
 
-def curve_points(points: Points) -> Points:
-    return [p for p in points if p.get("curve") == 1]
 
 
 def pearson(xs: list[float], ys: list[float]) -> float | None:
@@ -67,7 +67,7 @@ class FidelityReport:
 
 
 def _align(cyclic: Points, ref: Points, what: str, notes: list[str]) -> tuple[Points, Points]:
-    c, r = curve_points(cyclic), curve_points(ref)
+    c, r = curve_rows(cyclic), curve_rows(ref)
     if len(c) != len(r):
         notes.append(f"{what}: {len(c)} cyclic points vs {len(r)} reference points; "
                      f"compared the first {min(len(c), len(r))}.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainbench.results import atomic_write
+from trainbench.results import atomic_write, curve_rows
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -43,7 +43,7 @@ def plot_run_curve(points: list[dict[str, float]], path: Path, title: str) -> No
     t = [p["train_time_s"] for p in points]
     acc = [100 * p["test_acc"] for p in points]
     ax.plot(t, acc, "-", color="tab:blue", alpha=0.5, label="evaluations")
-    cur = [(p["train_time_s"], 100 * p["test_acc"]) for p in points if p.get("curve") == 1]
+    cur = [(p["train_time_s"], 100 * p["test_acc"]) for p in curve_rows(points)]
     if cur:
         ax.plot(*zip(*cur, strict=True), "o-", color="tab:blue", label="tradeoff curve")
     ax.set_xlabel("training time (s)")
@@ -57,20 +57,15 @@ def plot_run_curve(points: list[dict[str, float]], path: Path, title: str) -> No
 
 def plot_lr_schedule(recipe: Recipe, path: Path) -> int:
     """The LR of every step of the recipe's run, curve points marked; returns the steps."""
-    import dataclasses
-
     from trainbench.data import dataset_shape
-    from trainbench.engine import make_clock
-    from trainbench.schedules import build_schedule
+    from trainbench.engine import bound_schedule
 
     data = recipe["data"]
     train_size = dataset_shape(data["dataset"], data).train_size
     if data["train_subset"]:
         train_size = min(train_size, data["train_subset"])
-    clock = make_clock(recipe, train_size, smoke=False)
+    clock, sched = bound_schedule(recipe, train_size, smoke=False)
     lr = recipe["optimizer"]["lr"]
-    sched = build_schedule(recipe["schedule"]).bind(clock, lr)
-    clock = dataclasses.replace(clock, total_steps=sched.total)
     fig, ax = new_figure(figsize=(7, 3.5))
     ax.plot([clock.epoch(s) for s in range(sched.total)], [lr * sched.factor(s) for s in range(sched.total)],
             color="tab:blue", lw=1.2, label="LR per step")
@@ -114,10 +109,9 @@ def plot_comparison(c: Comparison, path: Path) -> None:
     if c.frontier:
         fx = [f[2] for f in c.frontier]
         fy = [100 * f[3] for f in c.frontier]
-        if c.x == "sparsity":  # higher sparsity is better: the frontier falls to the right
-            ax.step(fx, fy, where="pre", ls="--", lw=1.1, color="black", zorder=4, label="Pareto frontier")
-        else:
-            ax.step(fx, fy, where="post", ls="--", lw=1.1, color="black", zorder=4, label="Pareto frontier")
+        # Higher sparsity is better: that frontier falls to the right.
+        ax.step(fx, fy, where="pre" if c.x == "sparsity" else "post", ls="--", lw=1.1, color="black",
+                zorder=4, label="Pareto frontier")
         ax.plot(fx, fy, "o", ms=9, mfc="none", mec="black", mew=0.9, zorder=4)
     if c.target is not None:
         ax.axhline(100 * c.target, ls=":", lw=1, color="grey", zorder=1, label=f"target {100 * c.target:g}%")
@@ -131,7 +125,7 @@ def plot_comparison(c: Comparison, path: Path) -> None:
     metric = "test accuracy" if c.metric == "test_acc" else c.metric
     ax.set_xlabel(X_NAMES[c.x] + (", log scale" if c.log_x else ""))
     ax.set_ylabel(f"{metric} (%)")
-    ax.set_title(f"{metric} vs {X_NAMES[c.x].split(' (')[0]}: mean over seeds, band = min to max")
+    ax.set_title(f"{metric} vs {c.x}: mean over seeds, band = min to max")
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     save_figure(fig, path, bbox_inches="tight")

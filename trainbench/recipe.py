@@ -29,7 +29,7 @@ import yaml
 
 from trainbench.errors import InputError
 from trainbench.registry import REQUIRED, ParamSpec, PosFloat, PosInt, Range, params_of, suggest
-from trainbench.schedules import Schedule
+from trainbench.schedules import SCHEDULES, Schedule
 from trainbench.timeunits import Time
 
 Path_ = tuple[str, ...]
@@ -218,8 +218,6 @@ def drop_switched_params(base: dict[str, Any], over: Mapping[str, Any]) -> dict[
 
 
 def self_timed(schedule_name: Any) -> bool:
-    from trainbench.schedules import SCHEDULES
-
     return schedule_name in SCHEDULES and SCHEDULES.get(schedule_name).self_timed
 
 
@@ -366,18 +364,14 @@ def coerce(hint: Any, value: Any) -> Any:
     raise _Bad(f"expected {_describe(hint)}, got {value!r} ({type(value).__name__})")
 
 
-def _yamlable_default(spec: ParamSpec) -> Any:
-    return _yamlable(spec.default)
-
-
-def _yamlable(d: Any) -> Any:
+def yamlable(d: Any) -> Any:
     """A default in canonical YAML form: times as strings, also inside lists and mappings."""
     if isinstance(d, Time):
         return str(d)
     if isinstance(d, list | tuple):
-        return [_yamlable(v) for v in d]
+        return [yamlable(v) for v in d]
     if isinstance(d, dict):
-        return {k: _yamlable(v) for k, v in d.items()}
+        return {k: yamlable(v) for k, v in d.items()}
     return copy.deepcopy(d)
 
 
@@ -420,7 +414,7 @@ class _Checker:
             elif spec.default is REQUIRED:
                 self.add((*path, name), f"required for {what} and has no default; set it.")
             else:
-                out[name] = _yamlable_default(spec)
+                out[name] = yamlable(spec.default)
         return out
 
     def component(self, section: str, raw: dict[str, Any], common: type, registry: Any,
@@ -468,7 +462,6 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
     from trainbench.methods import METHODS
     from trainbench.models import MODELS
     from trainbench.optim import OPTIMIZERS
-    from trainbench.schedules import SCHEDULES
 
     chk = _Checker(lines, source)
     raw = dict(raw)
@@ -486,7 +479,7 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
         pass  # only self-timed schedules may leave it out: checked in _schedule_timing
     elif Time.parse(out["duration"]).unit == "dur":
         chk.add(("duration",), "the run's duration cannot be given in 'dur'; use 'ep', 'ba' or 'sp'.")
-    elif "duration" in out and Time.parse(out["duration"]).value == 0:
+    elif Time.parse(out["duration"]).value == 0:
         chk.add(("duration",), "must be greater than 0.")
 
     out["data"] = chk.component("data", sections["data"], DataSection, DATASETS, "dataset")
@@ -540,10 +533,14 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
 def _schedule_timing(chk: _Checker, out: dict[str, Any], explicit_duration: Any) -> None:
     """A self-timed schedule (cyclic, sgdr) sets the run's duration; budgets mode gets
     its budgets from the schedule's cycle ends unless they are given."""
-    from trainbench.schedules import SCHEDULES
-
     cls = SCHEDULES.get(out["schedule"]["name"])
-    if cls.self_timed and not list(cls.check_recipe({**out, "duration": "1ep"})):
+    if cls.self_timed:
+        # Its own problems (e.g. t0 0ep) first: without them there is no length to derive.
+        problems = list(cls.check_recipe({**out, "duration": "1ep"}))
+        for path, msg in problems:
+            chk.add(path, msg)
+        if problems:
+            return
         derived = cls.derived_duration(out["schedule"])
         if explicit_duration is not None and Time.parse(explicit_duration) != derived:
             chk.add(("duration",), f"the '{out['schedule']['name']}' schedule defines the run's "

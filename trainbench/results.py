@@ -143,6 +143,20 @@ class RunDir:
     def read_meta(self) -> dict[str, Any]:
         return json.loads(self.meta_path.read_text())
 
+    def status(self) -> str:
+        """meta.json's status; 'unreadable' if it cannot be read."""
+        try:
+            return str(self.read_meta().get("status", "unknown"))
+        except (OSError, ValueError):
+            return "unreadable"
+
+    def holds(self, recipe_yaml: str) -> bool:
+        """Whether this run directory ran exactly this resolved recipe."""
+        try:
+            return self.recipe_path.read_text() == recipe_yaml
+        except OSError:
+            return False
+
     def points_writer(self, columns: list[str]) -> PointsWriter:
         return PointsWriter(self.points_path, columns)
 
@@ -159,16 +173,24 @@ def _parse(v: str) -> float:
 
 
 def read_points(path: Path) -> list[dict[str, float]]:
-    """Rows of a points.csv as floats; a torn (incomplete) last line is skipped."""
+    """Rows of a points.csv as numbers; a torn (incomplete) last line is skipped."""
+    return parse_points(path)[1]
+
+
+def parse_points(path: Path) -> tuple[list[str], list[dict[str, float]], bool]:
+    """points.csv read once: its header, its rows as numbers (blank -> NaN, integers stay
+    int; rows of the wrong length or with non-numbers skipped) and whether its last line is
+    torn (the writer died mid-row; that line is skipped). A missing file has no rows."""
     if not path.exists():
-        return []
+        return [], [], False
     text = path.read_text()
     lines = text.splitlines()
-    if lines and not text.endswith("\n"):
-        lines = lines[:-1]  # the writer died mid-row
+    torn = bool(lines) and not text.endswith("\n")
+    if torn:
+        lines = lines[:-1]
     rows = list(csv.reader(lines))
     if not rows:
-        return []
+        return [], [], torn
     header, out = rows[0], []
     for r in rows[1:]:
         if len(r) != len(header):
@@ -177,4 +199,9 @@ def read_points(path: Path) -> list[dict[str, float]]:
             out.append({k: _parse(v) for k, v in zip(header, r, strict=True)})
         except ValueError:
             continue
-    return out
+    return header, out, torn
+
+
+def curve_rows(points: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The tradeoff-curve points (``curve`` = 1) among a run's rows, in order."""
+    return [p for p in points if p.get("curve") == 1]

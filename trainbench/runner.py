@@ -90,8 +90,8 @@ def _existing(plan: PlannedRun, resume: bool) -> str:
     """What to do with a run directory that already holds a run (sets ``plan.skip`` or
     ``plan.resume``); a problem message if it cannot be used."""
     run, r = plan.run, plan.recipe
-    status = _status(run)
-    if _recipe_text(run) != r.to_yaml():
+    status = run.status()
+    if not run.holds(r.to_yaml()):
         return (f"{run.path} holds a run of a different recipe (its recipe.yaml differs from "
                 f"'{r.source}' as resolved now). Use --force to replace it, or another --out.")
     if status == "completed":
@@ -111,20 +111,6 @@ def _existing(plan: PlannedRun, resume: bool) -> str:
     return (f"{run.path} already holds a run with status '{status}'"
             + (", which --resume cannot continue" if resume else "")
             + ". Use --force to start it over, or another --out.")
-
-
-def _status(run: RunDir) -> str:
-    try:
-        return str(run.read_meta().get("status", "unknown"))
-    except (OSError, ValueError):
-        return "unreadable"
-
-
-def _recipe_text(run: RunDir) -> str:
-    try:
-        return run.recipe_path.read_text()
-    except OSError:
-        return ""
 
 
 MIN_FREE_BYTES = 64 * 2**20  # below this, checkpoints and points would soon fail to write

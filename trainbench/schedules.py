@@ -150,6 +150,16 @@ class Cosine(Schedule):
 # --- the cyclic family: curve points inside one run ---
 
 
+def _cycle_ends(warmup: float, t0: Time, t_mult: float, cycles: int) -> list[Time]:
+    """Cycle-end times, warmup included, in t0's unit: cumulative sums (no drift), rounded
+    to 9 digits so 0.1-style lengths land on the step they mean."""
+    ends, cum = [], warmup
+    for k in range(cycles):
+        cum += t0.value * t_mult**k
+        ends.append(Time(round(cum, 9), t0.unit))
+    return ends
+
+
 @dataclass(kw_only=True)
 class _Restarts(Schedule):
     """Warmup, then ``cycles`` cycles of lengths t0, t0*t_mult, t0*t_mult^2, ..., each
@@ -163,13 +173,12 @@ class _Restarts(Schedule):
 
     def bind(self, clock: Clock, opt_lr: float) -> Schedule:
         self.clock, self.opt_lr = clock, opt_lr
-        unit, warm = self.t0.unit, self.warmup.value
         self.warmup_steps = clock.steps(self.warmup, at_least_one=True)
-        # Cycle ends from cumulative times (no rounding drift), each cycle at least one step.
-        ends, cum = [], warm
-        for k in range(self.cycles):
-            cum += self.t0.value * self.t_mult**k
-            ends.append(max(clock.steps(Time(cum, unit)), (ends[-1] if ends else self.warmup_steps) + 1))
+        # The same cycle-end times as the budgets runs get (default_budgets), each cycle at
+        # least one step.
+        ends: list[int] = []
+        for t in _cycle_ends(self.warmup.value, self.t0, self.t_mult, self.cycles):
+            ends.append(max(clock.steps(t), (ends[-1] if ends else self.warmup_steps) + 1))
         self.ends = ends
         self.starts = [self.warmup_steps, *ends[:-1]]
         self.total = ends[-1]
@@ -203,19 +212,13 @@ class _Restarts(Schedule):
         return list(self.ends)
 
     @classmethod
-    def _times(cls, params: dict[str, Any]) -> tuple[float, list[float], str]:
-        t0, warm = Time.parse(params["t0"]), Time.parse(params["warmup"])
-        return warm.value, [t0.value * params["t_mult"] ** k for k in range(params["cycles"])], t0.unit
-
-    @classmethod
     def derived_duration(cls, params: dict[str, Any]) -> Time:
-        warm, lengths, unit = cls._times(params)
-        return Time(round(warm + sum(lengths), 9), unit)
+        return cls.default_budgets(params)[-1]
 
     @classmethod
     def default_budgets(cls, params: dict[str, Any]) -> list[Time]:
-        warm, lengths, unit = cls._times(params)
-        return [Time(round(warm + sum(lengths[:k + 1]), 9), unit) for k in range(len(lengths))]
+        return _cycle_ends(Time.parse(params["warmup"]).value, Time.parse(params["t0"]), params["t_mult"],
+                           params["cycles"])
 
     @classmethod
     def budget_params(cls, params: dict[str, Any], budget: Time) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -33,8 +32,3 @@ def build_state(model: nn.Module | None = None, recipe: dict[str, Any] | None = 
         host_rng=np.random.default_rng(0))
     defaults.update(kw)
     return TrainState(**defaults)
-
-
-@pytest.fixture
-def make_state():
-    return build_state

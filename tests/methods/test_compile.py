@@ -17,10 +17,9 @@ from conftest import build_state
 from torch import nn
 
 from trainbench.errors import InputError
-from trainbench.methods import METHODS
+from trainbench.methods import METHODS, build_methods
 from trainbench.methods.compile import Compile, compile_model
 from trainbench.recipe import load_recipe
-from trainbench.registry import instantiate
 
 QUICKSTART = Path(__file__).parents[2] / "recipes" / "quickstart.yaml"
 slow = pytest.mark.skipif(os.environ.get("TRAINBENCH_SLOW_TESTS") != "1",
@@ -47,8 +46,7 @@ def test_runs_last_and_is_off_unless_listed() -> None:
     recipe = load_recipe(QUICKSTART, ["methods.compile={}", "methods.channels_last={}",
                                       "methods.blurpool={}", "methods.lookahead={}",
                                       "methods.grad_clip={}"])
-    methods = sorted((instantiate(METHODS.get(n), p) for n, p in recipe["methods"].items()),
-                     key=lambda m: m.order)  # as the engine sorts them
+    methods = list(build_methods(recipe["methods"]).values())  # in the engine's event order
     assert isinstance(methods[-1], Compile)
     assert [type(m).__name__ for m in methods[:2]] == ["ChannelsLast", "BlurPool"]
     assert "compile" not in load_recipe(QUICKSTART)["methods"]

@@ -12,7 +12,7 @@ from torch import nn
 
 from trainbench.engine import run_recipe
 from trainbench.methods import METHODS
-from trainbench.methods.lookahead import Lookahead, LookaheadMethod, wrap_lookahead
+from trainbench.methods.lookahead import Lookahead, LookaheadMethod
 from trainbench.recipe import load_recipe
 from trainbench.results import RunDir
 
@@ -32,7 +32,7 @@ def step(opt: torch.optim.Optimizer, p: nn.Parameter, grad: float) -> float:
 
 def test_slow_weights_by_hand() -> None:
     p = one_param(1.0)
-    opt = wrap_lookahead(torch.optim.SGD([p], lr=0.1), alpha=0.5, k=3)
+    opt = Lookahead(torch.optim.SGD([p], lr=0.1), alpha=0.5, k=3)
     # fast steps: 1 - 0.1*1 = 0.9, 0.9 - 0.1*2 = 0.7, 0.7 - 0.1*3 = 0.4
     assert step(opt, p, 1.0) == pytest.approx(0.9)
     assert step(opt, p, 2.0) == pytest.approx(0.7)
@@ -54,7 +54,7 @@ def test_lr_schedule_on_the_base_optimizer_reaches_the_wrapper() -> None:
     p = one_param(1.0)
     base = torch.optim.SGD([p], lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(base, lambda s: 0.5 ** s)  # built first, as the engine
-    opt = wrap_lookahead(base, alpha=0.5, k=100)
+    opt = Lookahead(base, alpha=0.5, k=100)
     assert opt.param_groups is base.param_groups
     assert step(opt, p, 1.0) == pytest.approx(0.9)
     scheduler.step()
@@ -70,7 +70,7 @@ def test_lr_schedule_on_the_base_optimizer_reaches_the_wrapper() -> None:
 def test_adam_base_still_initialises_its_state() -> None:
     p = one_param(1.0)
     base = torch.optim.Adam([p], lr=0.1)
-    opt = wrap_lookahead(base, alpha=0.5, k=2)
+    opt = Lookahead(base, alpha=0.5, k=2)
     assert p not in base.state  # slow weights live in the wrapper, not in Adam's state
     step(opt, p, 1.0)
     assert {"step", "exp_avg", "exp_avg_sq"} <= set(base.state[p])
@@ -81,7 +81,7 @@ def test_adam_base_still_initialises_its_state() -> None:
 
 def test_works_under_an_enabled_grad_scaler() -> None:
     p = one_param(1.0)
-    opt = wrap_lookahead(torch.optim.SGD([p], lr=0.1), alpha=0.5, k=1)
+    opt = Lookahead(torch.optim.SGD([p], lr=0.1), alpha=0.5, k=1)
     scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
     opt.zero_grad()
     scaler.scale((p * 2.0).sum()).backward()  # gradient 2, scaled to 16

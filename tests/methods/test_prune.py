@@ -483,11 +483,11 @@ def test_end_to_end_imp_with_ema_swa_and_channels_last(tmp_path: Path) -> None:
     nz = [float(r["nonzero_flops"]) for r in rows]
     assert nz[0] == float(rows[0]["flops"]) > nz[1] > nz[2]
     saved = out / "model.pt"
-    if saved.exists():  # the engine saves the final model: a plain one, exact zeros
-        sd = torch.load(saved, weights_only=True)
-        assert not any(k.endswith(("_orig", "_mask")) for k in sd)
-        w = torch.cat([sd["1.0.weight"].reshape(-1), sd["3.0.weight"].reshape(-1)])
-        assert zeros(w) == round(0.75 * w.numel())
+    assert saved.exists()  # the engine saves the final model: a plain one, exact zeros
+    sd = torch.load(saved, weights_only=True)
+    assert not any(k.endswith(("_orig", "_mask")) for k in sd)
+    w = torch.cat([sd["1.0.weight"].reshape(-1), sd["3.0.weight"].reshape(-1)])
+    assert zeros(w) == round(0.75 * w.numel())
 
 
 def test_end_to_end_gradual(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ class DeviceData:
         while True:
             self._pass_start = self.order_gen.get_state()
             order = torch.randperm(n, device=self.train_x.device, generator=self.order_gen)
-            for i in range(self._pos, n // bs):
+            for i in range(self._pos, self.steps_per_epoch):
                 self._pos = i + 1
                 idx = order[i * bs:(i + 1) * bs]
                 yield self.augmented(self.normalize(self.train_x[idx])), self.train_y[idx]
@@ -95,6 +95,7 @@ class DeviceData:
         self.order_gen.set_state(state["order_gen"])
         self.aug_gen.set_state(state["aug_gen"])
         self._pos = int(state["pos"])
+        self._pass_start = state["order_gen"] if self._pos else None  # state_dict() round-trips
 
     def clean_train_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
         """One ordered pass over the training set, normalised, without augmentation."""

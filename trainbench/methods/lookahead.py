@@ -55,11 +55,6 @@ class Lookahead(TimmLookahead):
         torch._foreach_copy_(fast, slow)
 
 
-def wrap_lookahead(optimizer: torch.optim.Optimizer, alpha: float = 0.5, k: int = 6) -> Lookahead:
-    """``optimizer`` wrapped in Lookahead; the wrapper shares its ``param_groups``."""
-    return Lookahead(optimizer, alpha=alpha, k=k)
-
-
 @METHODS.register("lookahead")
 class LookaheadMethod(Method):
     """k fast steps, then slow weights move alpha of the way (Zhang et al. 2019)."""
@@ -70,7 +65,8 @@ class LookaheadMethod(Method):
 
     def on_fit_start(self, state: TrainState) -> None:
         assert state.optimizer is not None
-        state.optimizer = self.wrapper = wrap_lookahead(state.optimizer, alpha=self.alpha, k=self.k)
+        # The wrapper shares the base optimizer's param_groups.
+        state.optimizer = self.wrapper = Lookahead(state.optimizer, alpha=self.alpha, k=self.k)
 
     def _slow(self) -> list[torch.Tensor]:
         return [self.wrapper.state[p]["lookahead_slow_buff"]

@@ -114,14 +114,15 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from trainbench.errors import InputError
-from trainbench.flops import effective_weight, layer_flops, nonzero_flops
+from trainbench.flops import COUNTED, effective_weight, layer_flops, nonzero_flops
 from trainbench.methods.base import METHODS, Evaluate, Method, TrainState
 from trainbench.methods.ema import unwrap
+from trainbench.recipe import self_timed
 from trainbench.registry import Fraction, PosInt, Range
 from trainbench.timeunits import Time
 
 FIELD = ("methods", "prune")
-PRUNABLE = (nn.modules.conv._ConvNd, nn.Linear)
+PRUNABLE = COUNTED  # conv and linear weights: the layers ShrinkBench counts and prunes
 RETRAIN_SCHEDULES = ("ft", "lrw", "slr", "clr", "llr", "allr")
 
 # --- the schedules (pure functions) ---
@@ -181,7 +182,8 @@ def prunable_names(model: nn.Module) -> list[str]:
 
 def default_exclude(model: nn.Module) -> list[str]:
     """ShrinkBench's default: the first convolution and the classifier (last linear layer)."""
-    mods = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE) and n]
+    modules = dict(model.named_modules())
+    mods = [(n, modules[n]) for n in prunable_names(model)]
     first_conv = next((n for n, m in mods if isinstance(m, nn.modules.conv._ConvNd)), None)
     last_linear = next((n for n, m in reversed(mods) if isinstance(m, nn.Linear)), None)
     return [n for n in (first_conv, last_linear) if n is not None]
@@ -344,13 +346,11 @@ class Prune(Method):
 
     def on_init(self, state: TrainState) -> None:
         model = unwrap(state.model)
-        self.named = select_modules(model, self.exclude)
-        self.modules = list(self.named.values())
+        self.modules = list(select_modules(model, self.exclude).values())
         reparametrise(self.modules)
         shape = state.data.shape if state.data is not None else None
         self.layer_flops = layer_flops(model, shape, state.device) if shape is not None else {}
         self.total_flops = sum(self.layer_flops.values())
-        reparametrise(self.modules)  # the forward above made 'weight' a fresh tensor: keep it copyable
 
     def on_fit_start(self, state: TrainState) -> None:
         clock, total = state.clock, state.clock.total_steps
@@ -533,6 +533,4 @@ class Prune(Method):
 
 
 def _self_timed(recipe: dict[str, Any]) -> bool:
-    from trainbench.schedules import SCHEDULES
-
-    return bool(SCHEDULES.get(recipe["schedule"]["name"]).self_timed)
+    return self_timed(recipe["schedule"]["name"])

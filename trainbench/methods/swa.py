@@ -51,6 +51,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from trainbench.errors import InputError
 from trainbench.methods.base import METHODS, Evaluate, Method, TrainState
 from trainbench.methods.ema import copy_model, model_tensors
+from trainbench.recipe import self_timed
 from trainbench.registry import PosFloat
 from trainbench.timeunits import Time
 
@@ -90,11 +91,8 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 def _multi_cycle(recipe: dict[str, Any]) -> bool:
-    from trainbench.schedules import SCHEDULES
-
     sched = recipe["schedule"]
-    return (recipe["curve"]["mode"] == "cyclic" and SCHEDULES.get(sched["name"]).self_timed
-            and sched.get("cycles", 1) > 1)
+    return recipe["curve"]["mode"] == "cyclic" and self_timed(sched["name"]) and sched.get("cycles", 1) > 1
 
 
 @METHODS.register("swa")
@@ -143,6 +141,7 @@ class SWA(Method):
                                  f"last step {total}; no weights would be averaged. Lower it.")
             self.cycle_ends = [total]
             self.windows = [(max(first, 1), total)]
+        self.snapshots = {s for first, end in self.windows for s in swa_steps(first, end, self.every_steps)}
         self.start_step = clock.steps(self.start)
         self.anneal_steps = clock.steps(self.anneal)
         self.optimizer = state.optimizer
@@ -154,11 +153,7 @@ class SWA(Method):
         return bisect.bisect_left(self.cycle_ends, step)
 
     def is_swa_step(self, step: int) -> bool:
-        k = self.cycle_of(step)
-        if k >= len(self.windows):
-            return False
-        first, end = self.windows[k]
-        return first <= step and (end - step) % self.every_steps == 0
+        return step in self.snapshots
 
     def after_step(self, state: TrainState) -> None:
         s = state.step
@@ -177,10 +172,13 @@ class SWA(Method):
         else:
             # The engine's LambdaLR has just overwritten the LR with the schedule's; SWALR
             # interpolates from the LR it set itself, so give it that back first.
-            for group, lr in zip(optimizer.param_groups, self.swa_lrs, strict=True):
-                group["lr"] = lr
+            self._restore_swalr_lr(optimizer)
             self.swalr.step()
-        self.swa_lrs = [group["lr"] for group in optimizer.param_groups]
+
+    def _restore_swalr_lr(self, optimizer: torch.optim.Optimizer) -> None:
+        assert self.swalr is not None
+        for group, lr in zip(optimizer.param_groups, self.swalr.get_last_lr(), strict=True):
+            group["lr"] = lr
 
     def _average(self, model: nn.Module) -> None:
         assert self.swa is not None
@@ -200,8 +198,7 @@ class SWA(Method):
         assert self.swa is not None
         return {"swa": self.swa.state_dict(), "n": self.n, "avg_cycle": self.avg_cycle,
                 "fresh": self.fresh, "cached": dict(self.cached),
-                "swalr": None if self.swalr is None else self.swalr.state_dict(),
-                "swa_lrs": list(getattr(self, "swa_lrs", []))}
+                "swalr": None if self.swalr is None else self.swalr.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         assert self.swa is not None
@@ -210,12 +207,10 @@ class SWA(Method):
         self.cached = dict(state["cached"])
         if state["swalr"] is not None:
             # SWALR's constructor takes a step that rewrites the LR: rebuild it, restore its
-            # position, then the LR it had set.
+            # position (its last LRs included), then the LR it had set.
             self._step_swalr(self.optimizer)
             self.swalr.load_state_dict(state["swalr"])
-            self.swa_lrs = list(state["swa_lrs"])
-            for group, lr in zip(self.optimizer.param_groups, self.swa_lrs, strict=True):
-                group["lr"] = lr
+            self._restore_swalr_lr(self.optimizer)
 
     # --- evaluation ---
 
