@@ -51,11 +51,11 @@ Definitions (the README's "Comparing recipes" repeats them):
   baseline never reaches that accuracy the speedup is ``None`` ("not reached") and
   ``speedup_lower_bound`` = baseline's final cost / the recipe's final cost.
 - **AUC** = the mean value (accuracy, or loss: then lower is better) over a common cost
-  range on a log10 axis (linear for sparsity): the integral over log10(cost) of the mean curve, linearly interpolated in
-  log10(cost) between its points (trapezoids), divided by log10(hi) - log10(lo). The range
-  [lo, hi] is the same for every recipe so the numbers compare: the intersection of the
-  cost ranges of all recipes with two or more points. ``None`` for a recipe with one point
-  or when the ranges do not overlap.
+  range on a log10 axis (linear for sparsity): the integral over log10(cost) of the mean
+  curve, linearly interpolated in log10(cost) between its points (trapezoids), divided by
+  log10(hi) - log10(lo). The range [lo, hi] is the same for every recipe so the numbers
+  compare: the intersection of the cost ranges of all recipes with two or more points.
+  ``None`` for a recipe with one point or when the ranges do not overlap.
 - **Pareto frontier**: the mean curve points of all recipes that no other point dominates
   (dominates = costs no more and has a value at least as good, better in one; for
   sparsity, higher sparsity is better). A recipe is *on the frontier* when at least one of
