@@ -367,15 +367,17 @@ def compare(
     paths: Annotated[list[Path], typer.Argument(
         help="Run directories, or folders holding them (searched recursively).", show_default=False)],
     baseline: Annotated[str | None, typer.Option(
-        help="Recipe name the speedups are measured against.")] = None,
+        help="Recipe name (or a row's full label) the speedups are measured against.")] = None,
     target: Annotated[float | None, typer.Option(
-        help="Accuracy to reach (0.98 or 98): adds the time each recipe needs to get there.")] = None,
+        help="Accuracy to reach (0.98 or 98), or for a loss metric the loss to get down to: adds the "
+             "cost each recipe needs to get there.")] = None,
     x: Annotated[XAxis, typer.Option(
         "--x", help="Cost axis: time (training s), epochs (compares machines), samples, sparsity.")
     ] = XAxis.time,
     metric: Annotated[str, typer.Option(
-        help="points.csv column compared (e.g. test_acc_swa, test_acc_ema); runs without it use "
-             "test_acc.")] = "test_acc",
+        help="points.csv column compared: test_acc, test_acc_swa, ... (higher is better), test_loss, "
+             "train_loss, test_ece, ... (lower is better); runs without a method's column (_swa, _ema) "
+             "use the plain one.")] = "test_acc",
     plot: Annotated[Path | None, typer.Option(
         help="Also draw the curves, seed bands and Pareto frontier (PNG or SVG).")] = None,
     format_: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,

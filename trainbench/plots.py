@@ -86,11 +86,13 @@ def plot_comparison(c: Comparison, path: Path) -> None:
     """One line per recipe (the mean curve over seeds, a marker at each curve point) with a
     band from the lowest to the highest seed at each point, the Pareto frontier of all mean
     points as a dashed step line, the target as a dotted line; log cost axis (linear for
-    sparsity); the legend outside the axes. PNG or SVG, from ``path``'s suffix."""
+    sparsity); the legend outside the axes. PNG or SVG, from ``path``'s suffix. A fraction
+    metric (accuracy, ECE) is drawn in %, a loss as it is."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     from trainbench.compare import X_NAMES
 
+    scale = 100.0 if c.spec.fraction else 1.0
     fig, ax = new_figure(figsize=(9, 5), dpi=130)
     markers = "osD^vP*Xph"
     for i, r in enumerate(c.recipes):
@@ -98,23 +100,25 @@ def plot_comparison(c: Comparison, path: Path) -> None:
             continue
         color = f"C{i % 10}"
         xs = [p.cost for p in r.curve]
-        label = f"{r.name} (n={r.final.n if r.final else 0})"
+        label = f"{r.label} (n={r.final.n if r.final else 0})"
         if not r.complete:
             label += f" [{r.status}]"
-        ax.plot(xs, [100 * p.acc for p in r.curve], "-", marker=markers[i % len(markers)], ms=5,
+        ax.plot(xs, [scale * p.acc for p in r.curve], "-", marker=markers[i % len(markers)], ms=5,
                 lw=1.6, color=color, label=label, mfc=color if r.complete else "white", zorder=3)
         if any(p.n > 1 for p in r.curve):
-            ax.fill_between(xs, [100 * p.acc_min for p in r.curve], [100 * p.acc_max for p in r.curve],
+            ax.fill_between(xs, [scale * p.acc_min for p in r.curve], [scale * p.acc_max for p in r.curve],
                             color=color, alpha=0.18, lw=0, zorder=2)
     if c.frontier:
         fx = [f[2] for f in c.frontier]
-        fy = [100 * f[3] for f in c.frontier]
-        # Higher sparsity is better: that frontier falls to the right.
+        fy = [scale * f[3] for f in c.frontier]
+        # Higher sparsity is better: that frontier falls to the right. (Sorted by x, a loss
+        # frontier falls where an accuracy one rises: the step side depends on x alone.)
         ax.step(fx, fy, where="pre" if c.x == "sparsity" else "post", ls="--", lw=1.1, color="black",
                 zorder=4, label="Pareto frontier")
         ax.plot(fx, fy, "o", ms=9, mfc="none", mec="black", mew=0.9, zorder=4)
     if c.target is not None:
-        ax.axhline(100 * c.target, ls=":", lw=1, color="grey", zorder=1, label=f"target {100 * c.target:g}%")
+        shown = f"{scale * c.target:g}{'%' if c.spec.fraction else ''}"
+        ax.axhline(scale * c.target, ls=":", lw=1, color="grey", zorder=1, label=f"target {shown}")
     if c.log_x:
         ax.set_xscale("log")
         ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2, 3, 5)))
@@ -124,8 +128,9 @@ def plot_comparison(c: Comparison, path: Path) -> None:
         ax.tick_params(axis="x", which="minor", labelsize=8)
     metric = "test accuracy" if c.metric == "test_acc" else c.metric
     ax.set_xlabel(X_NAMES[c.x] + (", log scale" if c.log_x else ""))
-    ax.set_ylabel(f"{metric} (%)")
-    ax.set_title(f"{metric} vs {c.x}: mean over seeds, band = min to max")
+    ax.set_ylabel(f"{metric} (%)" if c.spec.fraction else metric)
+    better = " (lower is better)" if c.lower_is_better else ""
+    ax.set_title(f"{metric} vs {c.x}{better}: mean over seeds, band = min to max")
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     save_figure(fig, path, bbox_inches="tight")

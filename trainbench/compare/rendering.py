@@ -113,7 +113,8 @@ def legend(c: Comparison) -> list[str]:
         lines.append(f"{target_header(c)}: where the mean curve first {crossing}, "
                      f"linear in {noun} between curve points; ≤: reached by the first point already.")
     if c.baseline is not None and c.x != "sparsity":
-        lines.append(f"speedup: the {noun} {c.baseline} needs to reach the recipe's final{u} (interpolated "
+        final = f"final{u}" if u else "final value"
+        lines.append(f"speedup: the {noun} {c.baseline} needs to reach the recipe's {final} (interpolated "
                      f"on its mean curve) / the recipe's {noun}; above 1 = faster than {c.baseline}; "
                      f"≤: {c.baseline}'s first point already reaches it, so this is an upper bound.")
     if c.span is None:
