@@ -15,6 +15,7 @@ from trainbench.compare import (
     compare_runs,
     cost_to_reach,
     display_table,
+    metric_spec,
     normalize_target,
     pareto,
     records,
@@ -331,3 +332,153 @@ def test_costs_reached_at_a_first_point_are_upper_bounds() -> None:
     cells = dict(zip(headers, rows[1], strict=True))
     assert cells["speedup vs b1"] == "≤2.00x" and cells["time to 60%"] == "not reached"
     assert dict(zip(headers, rows[2], strict=True))["time to 60%"] == "≤1.00"
+
+
+# --- integer columns (points.csv keeps integers as int) ---
+
+
+def test_integer_cells_are_values_not_missing() -> None:
+    """`samples` and `step` read back from points.csv as int: they are costs like any other."""
+    r = run("r", 0, [])
+    r.points = [{"epoch": 1.0, "samples": 128 * (i + 1), "train_time_s": 0.5 * (i + 1), "test_acc": a,
+                 "curve": 1} for i, a in enumerate((0.5, 0.7))]
+    c = compare_runs([r], x="samples")
+    assert [p.cost for p in c.recipes[0].curve] == [128.0, 256.0]
+    assert c.recipes[0].cost == 256.0 and c.recipes[0].final.mean == 0.7
+    # A bool is no measurement.
+    r.points = [{"samples": True, "train_time_s": 1.0, "test_acc": 0.5, "curve": 1}]
+    assert compare_runs([r], x="samples").recipes[0].curve == []
+
+
+# --- metric direction: a loss is better lower ---
+
+
+def loss_run(name: str, seed: int, curve: list[tuple[float, float]], col: str = "test_loss") -> Run:
+    r = run(name, seed, [])
+    r.points = [{"epoch": 2.0 ** (i + 1), "train_time_s": t, "samples": 64 * 2 ** (i + 1), col: v,
+                 "test_acc": 0.5, "curve": 1} for i, (t, v) in enumerate(curve)]
+    r.columns = [*r.columns, col]
+    return r
+
+
+def test_loss_metric_best_target_speedup_and_pareto_favour_low_loss() -> None:
+    runs = [loss_run("base", 0, [(1.0, 0.9), (2.0, 0.5), (4.0, 0.3)]),
+            loss_run("fast", 0, [(0.5, 0.6), (1.0, 0.4)])]
+    c = compare_runs(runs, metric="test_loss", baseline="base", target=0.45)
+    base, fast = c.recipes
+    assert c.lower_is_better and c.target == 0.45  # a loss target is no percent
+    assert base.best_acc == 0.3 and fast.best_acc == 0.4  # the lowest loss
+    assert base.final.mean == 0.3 and fast.final.mean == 0.4
+    # loss <= 0.45: base between (2, .5) and (4, .3): 2 + .05 / .2 * 2 = 2.5; fast between
+    # (.5, .6) and (1, .4): .5 + .15 / .2 * .5 = .875. Neither at its first point.
+    assert base.target_cost == pytest.approx(2.5) and not base.target_cost_upper_bound
+    assert fast.target_cost == pytest.approx(0.875) and not fast.target_cost_upper_bound
+    # base gets down to fast's final 0.4 at 2 + .1 / .2 * 2 = 3.0; fast takes 1.0: 3x.
+    assert fast.speedup == pytest.approx(3.0) and not fast.speedup_upper_bound
+    assert base.speedup == 1.0
+    # (1, .9) is dominated by (.5, .6), (2, .5) by (1, .4); (4, .3) has the lowest loss.
+    assert base.pareto_points == [2] and fast.pareto_points == [0, 1]
+    headers, rows = display_table(c)
+    assert headers[4] == "final" and "time to test_loss ≤ 0.45" in headers and "AUC" in headers
+    cells = dict(zip(headers, rows[1], strict=True))
+    assert cells["final"] == "0.4000" and cells["best"] == "0.4000" and cells["speedup vs base"] == "3.00x"
+
+
+def test_loss_baseline_never_getting_down_and_first_point_bounds() -> None:
+    runs = [loss_run("base", 0, [(1.0, 0.8), (4.0, 0.5)]), loss_run("better", 0, [(2.0, 0.2)]),
+            loss_run("worse", 0, [(1.0, 0.9)])]
+    c = compare_runs(runs, metric="test_loss", baseline="base", target=0.85)
+    base, better, worse = c.recipes
+    assert better.speedup is None and better.speedup_lower_bound == pytest.approx(2.0)
+    # base's first point (0.8) already beats worse's 0.9: at most 1.0 / 1.0.
+    assert worse.speedup == pytest.approx(1.0) and worse.speedup_upper_bound
+    assert base.target_cost == 1.0 and base.target_cost_upper_bound  # 0.8 <= 0.85 at once
+    assert worse.target_cost is None
+
+
+def test_loss_interval_is_clipped_at_zero_not_at_one() -> None:
+    runs = [loss_run("r", s, [(1.0, v)]) for s, v in enumerate((0.9, 1.5))]
+    final = compare_runs(runs, metric="test_loss").recipes[0].final
+    half = t975(1) * math.sqrt(0.18) / math.sqrt(2)
+    assert final.ci_high == pytest.approx(1.2 + half) and final.ci_low == 0.0
+
+
+def test_loss_auc_is_the_mean_loss() -> None:
+    runs = [loss_run("a", 0, [(1.0, 0.9), (10.0, 0.5), (100.0, 0.1)])]
+    assert compare_runs(runs, metric="test_loss").recipes[0].auc == pytest.approx(0.5)
+
+
+def test_method_variant_of_a_loss_falls_back_to_the_loss() -> None:
+    plain = loss_run("r", 0, [(1.0, 0.4)])
+    ema = loss_run("r", 1, [(1.0, 0.2)], col="test_loss_ema")
+    c = compare_runs([plain, ema], metric="test_loss_ema")
+    assert c.lower_is_better and c.recipes[0].final.mean == pytest.approx(0.3)  # not test_acc's 0.5
+    assert any("their test_loss is used" in n for n in c.notes)
+
+
+def test_metric_direction_table_and_unknown_metrics_refused() -> None:
+    assert not metric_spec("test_acc").lower_is_better and not metric_spec("test_acc_swa").lower_is_better
+    for m in ("test_loss", "train_loss", "test_ece", "test_ece_ema", "test_loss_swa"):
+        assert metric_spec(m).lower_is_better, m
+    r = loss_run("r", 0, [(1.0, 0.4)], col="lr")
+    with pytest.raises(InputError, match="does not know whether a higher or a lower lr is better"):
+        compare_runs([r], metric="lr")
+    with pytest.raises(InputError, match="does not know"):
+        metric_spec("sparsity")
+
+
+def test_targets_per_metric() -> None:
+    assert normalize_target(0.45, "test_loss") == 0.45 and normalize_target(45, "test_loss") == 45
+    assert normalize_target(2, "test_ece") == pytest.approx(0.02)
+    for bad in (0, -1, math.inf):
+        with pytest.raises(InputError, match="not a percent"):
+            normalize_target(bad, "test_loss")
+
+
+# --- grouping: the same name, different recipes ---
+
+
+def recipe_run(name: str, seed: int, curve: list[tuple[float, float]], **fields: object) -> Run:
+    r = run(name, seed, curve)
+    r.recipe = {"name": name, "seed": seed, "device": fields.pop("device", "auto"),
+                "optimizer": {"name": "sgd", "lr": fields.pop("lr", 0.1)},
+                "eval": {"every": fields.pop("every", "1ep")}, "methods": fields.pop("methods", {})}
+    assert not fields
+    return r
+
+
+def test_same_name_different_recipes_are_separate_rows() -> None:
+    runs = [recipe_run("r", 0, [(1.0, 0.5)]), recipe_run("r", 1, [(1.0, 0.7)], device="cpu", every="2ep"),
+            recipe_run("r", 0, [(1.0, 0.9)], lr=0.2), recipe_run("r", 1, [(1.0, 0.8)], lr=0.2),
+            recipe_run("q", 0, [(1.0, 0.6)])]
+    c = compare_runs(runs)
+    assert [r.label for r in c.recipes] == ["r (optimizer.lr=0.1)", "r (optimizer.lr=0.2)", "q"]
+    assert [r.name for r in c.recipes] == ["r", "r", "q"]
+    # Seed, requested device and evaluation cadence do not make another recipe.
+    assert [r.final.n for r in c.recipes] == [2, 2, 1]
+    assert [r.final.mean for r in c.recipes] == pytest.approx([0.6, 0.85, 0.6])
+    assert any("r: runs of 2 different recipes share the name" in w and "optimizer.lr" in w
+               for w in c.warnings)
+    assert display_table(c)[1][1][0] == "r (optimizer.lr=0.2)"
+    assert records(c)[1]["recipe"] == "r (optimizer.lr=0.2)" and records(c)[1]["name"] == "r"
+
+
+def test_baseline_by_label_and_ambiguous_names() -> None:
+    runs = [recipe_run("r", 0, [(1.0, 0.5), (2.0, 0.9)]), recipe_run("r", 0, [(1.0, 0.7)], lr=0.2),
+            recipe_run("q", 0, [(1.0, 0.9)], methods={"mixup": {"alpha": 0.2}})]
+    labels = r"'r \(optimizer.lr=0.1\)'; 'r \(optimizer.lr=0.2\)'"
+    with pytest.raises(InputError, match=r"2 different recipes .*" + labels):
+        compare_runs(runs, baseline="r")
+    c = compare_runs(runs, baseline="r (optimizer.lr=0.1)")
+    assert c.baseline == "r (optimizer.lr=0.1)" and c.recipes[0].speedup == 1.0
+    # the lr=0.2 row reaches 0.7 at 1.0; the baseline at 1 + .2 / .4 = 1.5.
+    assert c.recipes[1].speedup == pytest.approx(1.5)
+    assert compare_runs(runs, baseline="q").recipes[0].label == "q"  # a unique name still works
+
+
+def test_labels_name_added_methods_and_runs_without_recipe() -> None:
+    runs = [recipe_run("r", 0, [(1.0, 0.5)]),
+            recipe_run("r", 0, [(1.0, 0.6)], methods={"mixup": {"alpha": 0.2}}),
+            run("r", 0, [(1.0, 0.7)])]  # no recipe.yaml
+    labels = [r.label for r in compare_runs(runs).recipes]
+    assert labels == ["r (methods.mixup.alpha=(unset))", "r (methods.mixup.alpha=0.2)", "r (no recipe.yaml)"]
