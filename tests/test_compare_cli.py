@@ -40,10 +40,12 @@ def flat(text: str) -> str:
 
 def make_run(root: Path, name: str, seed: int, curve: list[tuple[float, float]], *,
              status: str = "completed", device: str = "cpu (2 threads)", smoke: bool = False,
-             torn: bool = False, versions: dict[str, str] | None = None) -> RunDir:
-    """A run directory as trainbench writes it: curve points at epochs 2, 4, 8, ..."""
-    run = RunDir(root / name / f"seed{seed}{'-smoke' if smoke else ''}")
-    run.start(f"name: {name}\nseed: {seed}\n", {"name": name, "seed": seed, "smoke": smoke})
+             torn: bool = False, versions: dict[str, str] | None = None, recipe: str = "",
+             folder: str | None = None) -> RunDir:
+    """A run directory as trainbench writes it: curve points at epochs 2, 4, 8, ...;
+    ``recipe``: more recipe.yaml lines."""
+    run = RunDir(root / (folder or name) / f"seed{seed}{'-smoke' if smoke else ''}")
+    run.start(f"name: {name}\nseed: {seed}\n{recipe}", {"name": name, "seed": seed, "smoke": smoke})
     w = run.points_writer(list(POINT_COLUMNS))
     for i, (t, acc) in enumerate(curve):
         step = 10 * 2 ** (i + 1)
@@ -295,3 +297,65 @@ def test_a_run_still_being_written_is_marked_running(runs: Path) -> None:
     finally:
         lock.release()
     assert "1 running (half-written)" in out and "no process" not in out
+
+
+def test_samples_axis_reads_integer_samples(runs: Path) -> None:
+    """points.csv holds samples as integers (64 x step): every recipe has its curve."""
+    result = invoke("compare", runs, "--x", "samples", "--baseline", "base", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = {r["recipe"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert [rows[k]["n"] for k in ("base", "fast", "half")] == ["3", "2", "1"]
+    # The last points: base at step 80, fast and half at step 40.
+    assert [float(rows[k]["cost"]) for k in ("base", "fast", "half")] == [5120.0, 2560.0, 2560.0]
+    assert float(rows["base"]["final_acc"]) == pytest.approx(0.91)
+    # base reaches fast's 0.81 halfway from 2560 (0.71) to 5120 (0.91): 3840 / 2560.
+    assert float(rows["fast"]["speedup"]) == pytest.approx(1.5)
+    table = flat(invoke("compare", runs, "--x", "samples").stdout)
+    assert "5,120" in table and "2,560" in table
+
+
+def test_metric_of_unknown_direction_is_exit_2(runs: Path) -> None:
+    result = invoke("compare", runs, "--metric", "lr")
+    assert result.exit_code == 2
+    out = flat(result.output)
+    assert "--metric lr: trainbench does not know whether a higher or a lower lr is better" in out
+    assert "test_loss" in out and "Traceback" not in out
+
+
+def test_loss_metric_in_json_table_and_plot(tmp_path: Path) -> None:
+    for s in range(2):
+        run = make_run(tmp_path, "a", s, [(1.0, 0.5), (2.0, 0.7)])
+        # test_loss falls 0.4 -> 0.2 on seed 0, 0.6 -> 0.3 on seed 1.
+        run.rewrite_points(list(POINT_COLUMNS), [{**p, "test_loss": [(0.4, 0.2), (0.6, 0.3)][s][i]}
+                                                 for i, p in enumerate(run.read_points())])
+    out = tmp_path / "loss.svg"
+    result = invoke("compare", tmp_path, "--metric", "test_loss", "--target", "0.4", "--format", "json",
+                    "--plot", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    (a,) = doc["recipes"]
+    assert doc["lower_is_better"] is True and doc["target"] == 0.4
+    assert a["final_acc"] == pytest.approx(0.25) and a["best_acc"] == pytest.approx(0.25)
+    # mean loss 0.5 at 1.0, 0.25 at 2.0: down to 0.4 at 1 + 0.1 / 0.25 = 1.4.
+    assert a["target_cost"] == pytest.approx(1.4) and a["target_cost_upper_bound"] is False
+    text = out.read_text()
+    assert "lower is better" in text and "(%)" not in text
+    table = flat(invoke("compare", tmp_path, "--metric", "test_loss", "--target", "0.4").stdout)
+    assert "time to test_loss ≤ 0.4" in table and "0.2500" in table and "1.40" in table
+
+
+def test_same_name_different_recipes_are_separate_rows(tmp_path: Path) -> None:
+    for s in range(2):
+        make_run(tmp_path, "r", s, [(1.0, 0.6 + s / 100)], recipe="optimizer: {lr: 0.1}\ndevice: cpu\n")
+        make_run(tmp_path, "r", s, [(1.0, 0.8 + s / 100)], recipe="optimizer: {lr: 0.2}\n", folder="r-lr02")
+    doc = json.loads(invoke("compare", tmp_path, "--format", "json").stdout)
+    rec = {r["recipe"]: r for r in doc["recipes"]}
+    assert list(rec) == ["r (optimizer.lr=0.1)", "r (optimizer.lr=0.2)"]
+    assert [r["n"] for r in rec.values()] == [2, 2]
+    assert rec["r (optimizer.lr=0.2)"]["final_acc"] == pytest.approx(0.805)
+    assert rec["r (optimizer.lr=0.2)"]["differs"] == {"optimizer.lr": "0.2"}
+    assert any("2 different recipes share the name" in w for w in doc["warnings"])
+    ambiguous = invoke("compare", tmp_path, "--baseline", "r")
+    assert ambiguous.exit_code == 2 and "give the row's full label" in flat(ambiguous.output)
+    ok = invoke("compare", tmp_path, "--baseline", "r (optimizer.lr=0.2)")
+    assert ok.exit_code == 0 and "vs r (optimizer.lr=0.2)" in flat(ok.stdout)
