@@ -482,3 +482,9 @@ def test_labels_name_added_methods_and_runs_without_recipe() -> None:
             run("r", 0, [(1.0, 0.7)])]  # no recipe.yaml
     labels = [r.label for r in compare_runs(runs).recipes]
     assert labels == ["r (methods.mixup.alpha=(unset))", "r (methods.mixup.alpha=0.2)", "r (no recipe.yaml)"]
+
+
+def test_pareto_on_sparsity_with_a_loss() -> None:
+    """Higher sparsity and lower loss are both better."""
+    pts = [(0.5, 0.3), (0.8, 0.35), (0.7, 0.4), (0.9, 0.6), (0.5, 0.5)]
+    assert pareto(pts, higher_cost_better=True, lower_is_better=True) == [True, True, False, True, False]
