@@ -551,7 +551,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_a_folder_is_not_a_recipe(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read the recipe file"):
+    with pytest.raises(InputError, match="is a folder, not a recipe file"):
         load_recipe(tmp_path)
 
 
