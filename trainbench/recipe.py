@@ -3,10 +3,11 @@
 A recipe is loaded in four steps, and every problem found on the way is collected so the
 user sees all of them at once, each with its file, line, field path, bad value and fix:
 
-1. each file is read with ``yaml.safe_load`` (and composed once more for line numbers);
-2. ``extends: base.yaml`` (a path relative to the file, or a list of them) is deep-merged
-   underneath: mappings merge key by key, everything else (lists too) is replaced;
-3. ``--set a.b.c=VALUE`` overrides are applied, VALUE parsed as YAML;
+1. each file is read by :mod:`trainbench.recipe_files` (safe YAML within limits, each key's line);
+2. ``extends: base.yaml`` (a path relative to the file, or a list of them) is layered
+   underneath: the component-switch rule, then mappings merge key by key, everything else
+   (lists too) is replaced;
+3. ``--set a.b.c=VALUE`` overrides (VALUE parsed as YAML) are layered on top the same way;
 4. every section is checked against the signatures of the registered factories (dataset
    loader, model, optimizer, schedule, methods) and the defaults are filled in.
 
@@ -30,17 +31,12 @@ import yaml
 
 from trainbench.errors import InputError
 from trainbench.recipe_files import (
-    MAX_DEPTH,
-    MAX_FILE_BYTES,
-    NotUtf8,
     Origin,
     Path_,
-    YamlRefused,
-    decode_utf8,
     deep_merge,
-    parse_yaml,
+    parse_override,
     read_yaml,
-    yaml_error_text,
+    shown_item,
 )
 from trainbench.registry import REQUIRED, ParamSpec, PosFloat, PosInt, Range, params_of, suggest
 from trainbench.schedules import SCHEDULES, Schedule
@@ -218,59 +214,6 @@ def _load_with_extends(path: Path, stack: tuple[Path, ...] = (), via: Origin | N
     merged_lines.update(lines)
     cache[path] = layer(merged, raw), merged_lines
     return cache[path]
-
-
-_KEY_RE = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
-
-
-def _shown(item: str, limit: int = 80) -> str:
-    """A --set item as messages quote it: a huge one is cut."""
-    return repr(item) if len(item) <= limit else repr(item[:limit]) + f"... ({len(item)} characters)"
-
-
-def parse_override(item: str) -> tuple[Path_, Any]:
-    """``"a.b.c=VALUE"`` -> (("a", "b", "c"), VALUE parsed as YAML), with the limits and
-    checks of a recipe file (see recipe_files)."""
-    # Bytes that are not UTF-8 reach Python's argv as lone surrogates: name the bad byte.
-    try:
-        decode_utf8(item.encode("utf-8", "surrogateescape"))
-    except UnicodeEncodeError as e:  # a surrogate that stands for no byte (a Python caller's)
-        raise InputError(f"--set {_shown(item)}: character {e.object[e.start]!r} at offset "
-                         f"{e.start} is not text.") from None
-    except NotUtf8 as e:
-        raise InputError(f"--set {_shown(item)}: {e}. The shell passed bytes that are not UTF-8; "
-                         "type the item in UTF-8 (check the terminal's locale).") from None
-    key, sep, value = item.partition("=")
-    if not sep or not _KEY_RE.fullmatch(key.strip()):
-        raise InputError(f"--set {_shown(item)}: expected KEY=VALUE with a dotted key, "
-                         "e.g. --set optimizer.lr=0.2 or --set data.augment=[hflip].")
-    path = tuple(key.strip().split("."))
-    if len(path) > MAX_DEPTH:
-        raise InputError(f"--set {_shown(item)}: KEY has more than {MAX_DEPTH} levels; a recipe "
-                         "needs a few.")
-    if len(value) > MAX_FILE_BYTES:
-        raise InputError(f"--set {_shown(item)}: VALUE is longer than {MAX_FILE_BYTES >> 20} MiB, "
-                         "the most a whole recipe file may be.")
-    try:
-        parsed, _ = parse_yaml(value, "--set") if value.strip() else (None, {})
-    except YamlRefused as e:
-        raise InputError(f"--set {_shown(item)}: VALUE: {e.message}.") from None
-    except yaml.YAMLError as e:
-        _, what = yaml_error_text(e, value)
-        raise InputError(f"--set {_shown(item)}: VALUE is not valid YAML ({what}). Quote it, "
-                         "e.g. --set name='\"my run\"'.") from None
-    if len(path) + _depth(parsed) > MAX_DEPTH:
-        raise InputError(f"--set {_shown(item)}: KEY and VALUE together nest deeper than "
-                         f"{MAX_DEPTH} levels; a recipe needs a few.")
-    return path, parsed
-
-
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    return 0
 
 
 def apply_override(raw: dict[str, Any], path: Path_, value: Any) -> None:
@@ -650,13 +593,12 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Load, merge, override, validate. Raises InputError (RecipeError for field problems)."""
     path = Path(path)
     try:
-        raw, lines = _load_with_extends(path)
-        raw, lines = copy.deepcopy(raw), dict(lines)
+        raw, lines = _load_with_extends(path)  # fresh objects: changed in place below
         parsed = sorted(((item, *parse_override(item)) for item in overrides),
                         key=lambda o: _override_order(o[1], o[2]))
         for item, key, value in parsed:
             apply_override(raw, key, value)
-            origin = Origin(f"--set {item}" if len(item) <= 80 else f"--set {_shown(item)}")
+            origin = Origin(f"--set {item}" if len(item) <= 80 else f"--set {shown_item(item)}")
             for p in _key_paths(key, value):  # the values it brings come from the command line
                 lines[p] = origin
     except (RecursionError, MemoryError) as e:  # the limits above should make this unreachable
