@@ -19,7 +19,14 @@ from typer.testing import CliRunner
 from trainbench.cli import app
 from trainbench.errors import InputError
 from trainbench.recipe import RecipeError, load_recipe
-from trainbench.recipe_files import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, parse_yaml
+from trainbench.recipe_files import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_VALUES,
+    YamlRefused,
+    bounded_loader,
+    parse_yaml,
+)
 
 FAST_S = 2.0  # the bound for refusing any of these
 
@@ -345,6 +352,30 @@ def test_a_problem_in_a_merged_key_points_at_its_line(tmp_path: Path) -> None:
         load_recipe(path)
     assert [str(p) for p in info.value.problems] == [
         f"{path}:2: optimizer.lr: expected a number, got 'fast' (str)"]
+
+
+# --- the same limits without libyaml (PyYAML's pure-Python parser) ---
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        (laughs(), 4, f"more than {MAX_VALUES} keys and values"),
+        ("x: &x [1, *x]\n", 1, "this alias refers to a value that contains it"),
+        (f"x: {nested(MAX_DEPTH)}\n", 1, f"values are nested deeper than {MAX_DEPTH} levels"),
+        (f"x: {nested(300)}\n", 1, f"values are nested deeper than {MAX_DEPTH} levels"),
+        ("a: 1\nb: 2\na: 3\n", 3, "key 'a' is written twice in the same mapping (lines 1 and 3)"),
+    ],
+)
+def test_both_parsers_refuse_alike(text: str, line: int, expected: str) -> None:
+    for libyaml in ([False, True] if __import__("yaml").__with_libyaml__ else [False]):
+        start = time.perf_counter()
+        with pytest.raises(YamlRefused) as info:
+            parse_yaml(text, "r.yaml", bounded_loader(libyaml))
+        assert time.perf_counter() - start < FAST_S
+        assert (info.value.line, info.value.message[: len(expected)]) == (line, expected)
+    value, lines = parse_yaml("a: {b: 1, <<: {c: 2}}\n", "r.yaml", bounded_loader(False))
+    assert value == {"a": {"b": 1, "c": 2}} and str(lines[("a", "c")]) == "r.yaml:1"
 
 
 # --- the same classes through --set ---

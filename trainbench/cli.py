@@ -235,12 +235,11 @@ def validate(
         "--check-data", help="Also fail (exit 2) when a dataset's files are missing.")] = False,
 ) -> None:
     """Check recipe(s) fully without training; exit 2 on any problem."""
-    from trainbench.runner import check_data as find_missing_data
-
     try:
         loaded = _load(recipes, set_)
     except InputError as e:
         raise _fail(e) from None
+    from trainbench.runner import check_data as find_missing_data  # imports torch: after loading
     for r in loaded:
         console.print(f"[green]ok[/] {r.source} ({r.name})", highlight=False)
     try:

@@ -58,10 +58,10 @@ class YamlRefused(Exception):
         self.line, self.message = line, message
 
 
-def _event_loader() -> type:
+def _event_loader(libyaml: bool) -> type:
     """SafeLoader's composer and constructor, on libyaml's event parser where PyYAML has it:
     the pure-Python scanner needs about 2 s for a 1 MiB value, libyaml a few hundredths."""
-    if not yaml.__with_libyaml__:
+    if not libyaml:
         return yaml.SafeLoader
     from yaml._yaml import CParser
 
@@ -75,8 +75,8 @@ def _event_loader() -> type:
     return Loader
 
 
-class _RecipeLoader(_event_loader()):  # type: ignore[misc]
-    """A safe loader that bounds nesting and expanded size while composing, and refuses
+class _Bounded:
+    """Mixed into a safe loader: bounds nesting and expanded size while composing, and refuses
     recursive aliases and duplicate keys. Composition is PyYAML's only recursive step, so
     bounding it bounds every later walk (merging, copying, validation, dumping) too."""
 
@@ -141,6 +141,14 @@ class _RecipeLoader(_event_loader()):  # type: ignore[misc]
             seen[key] = line
 
 
+def bounded_loader(libyaml: bool = yaml.__with_libyaml__) -> type:
+    """The recipe loader class, on libyaml's parser or (without libyaml) PyYAML's own."""
+    return type("RecipeLoader", (_Bounded, _event_loader(libyaml)), {})
+
+
+_RecipeLoader = bounded_loader()
+
+
 def _line_map(root: yaml.Node | None, file: str) -> dict[Path_, Origin]:
     """Each key path of a composed document -> the line where the key is written (1-based).
     Keys brought in by a merge key (``<<: *base``) point at the line in the anchored mapping."""
@@ -164,11 +172,11 @@ def _line_map(root: yaml.Node | None, file: str) -> dict[Path_, Origin]:
     return out
 
 
-def parse_yaml(text: str, file: str) -> tuple[Any, dict[Path_, Origin]]:
+def parse_yaml(text: str, file: str, loader_class: type = _RecipeLoader) -> tuple[Any, dict[Path_, Origin]]:
     """The value of a YAML text and the line of each key path.
 
     Raises YamlRefused (line, message) or yaml.YAMLError for invalid YAML."""
-    loader = _RecipeLoader(text)
+    loader = loader_class(text)
     try:
         root = loader.get_single_node()
         value = loader.construct_document(root) if root is not None else None
