@@ -193,7 +193,9 @@ def parse_yaml(text: str, file: str, loader_class: type = _RecipeLoader) -> tupl
 def yaml_error_text(e: yaml.YAMLError, text: str) -> tuple[int | None, str]:
     """(line, what) of a PyYAML error, for a message that names the line."""
     if isinstance(e, yaml.reader.ReaderError):
-        line = text.count("\n", 0, e.position) + 1 if isinstance(e.position, int) else None
+        # PyYAML's reader counts characters, libyaml's counts the bytes of the UTF-8 text
+        before = text[: e.position] if e.encoding == "unicode" else text.encode()[: e.position]
+        line = before.count("\n" if isinstance(before, str) else b"\n") + 1
         return line, f"character #x{e.character:04X} is not allowed in YAML text"
     mark = getattr(e, "problem_mark", None)
     what = getattr(e, "problem", None) or str(e)
@@ -212,17 +214,17 @@ def _kind(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
-def _refuse_unusual(path: Path, st: os.stat_result, via: str) -> None:
+def _refuse_unusual(path: Path, st: os.stat_result, how: str) -> None:
     kind = _kind(st.st_mode)
     if kind == "a folder":
-        raise InputError(f"{path}: is a folder, not a recipe file{via}. Give a .yaml file, "
+        raise InputError(f"{path}: is a folder, not a recipe file{how}. Give a .yaml file, "
                          f"e.g. {path / '*.yaml'}.")
     if kind:
-        raise InputError(f"{path}: is {kind}, not a regular file{via}; recipes are read only "
+        raise InputError(f"{path}: is {kind}, not a regular file{how}; recipes are read only "
                          "from regular files. Give the path of a .yaml file.")
     if st.st_size > MAX_FILE_BYTES:
         raise InputError(f"{path}: is {st.st_size / (1 << 20):.1f} MiB, larger than the "
-                         f"{MAX_FILE_BYTES >> 20} MiB a recipe file may be{via} (recipes are "
+                         f"{MAX_FILE_BYTES >> 20} MiB a recipe file may be{how} (recipes are "
                          "a few KB). Check that this is the recipe you meant.")
 
 
