@@ -551,7 +551,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_a_folder_is_not_a_recipe(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read the recipe file"):
+    with pytest.raises(InputError, match="is a folder, not a recipe file"):
         load_recipe(tmp_path)
 
 
@@ -681,3 +681,102 @@ def test_external_model_kwargs_must_be_a_mapping(tmp_path: Path) -> None:
 def test_a_self_timed_schedules_own_problem_is_reported_not_a_missing_duration(tmp_path: Path) -> None:
     msg = one_problem(write(tmp_path, "r.yaml", "duration: null\nschedule: {name: cyclic, t0: 0ep}\n"))
     assert "schedule.t0: t0 must be a positive time" in msg and "needs the run's duration" not in msg
+
+
+# --- merging: 'extends' lists and --set mappings layer like a file on its base ---
+
+
+def test_extends_list_applies_the_component_switch_between_bases(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "optimizer: {name: sgd, lr: 0.3, momentum: 0.9, exempt_norm_bias: true}\n")
+    write(tmp_path, "b.yaml", "optimizer: {name: adam, lr: 0.002}\n")
+    both = load_recipe(write(tmp_path, "c.yaml", "extends: [a.yaml, b.yaml]\n"))
+    inline = load_recipe(write(tmp_path, "d.yaml", "extends: a.yaml\noptimizer: {name: adam, lr: 0.002}\n"))
+    assert both["optimizer"] == inline["optimizer"]
+    assert both["optimizer"]["name"] == "adam" and "momentum" not in both["optimizer"]
+    assert both["optimizer"]["exempt_norm_bias"] is True  # the section's common keys stay
+
+
+def test_extends_list_switch_to_a_self_timed_schedule_drops_the_duration(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "duration: 20ep\nschedule: {name: cosine}\n")
+    write(tmp_path, "b.yaml", "schedule: {name: cyclic, t0: 2ep, cycles: 2}\n")
+    both = load_recipe(write(tmp_path, "c.yaml", "extends: [a.yaml, b.yaml]\n"))
+    inline = load_recipe(write(tmp_path, "d.yaml",
+                               "extends: a.yaml\nschedule: {name: cyclic, t0: 2ep, cycles: 2}\n"))
+    assert both["duration"] == inline["duration"] != "20ep"
+
+
+def test_a_problem_from_a_later_base_is_blamed_on_that_base(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "optimizer: {name: sgd, momentum: 0.9}\n")
+    b = write(tmp_path, "b.yaml", "seed: 1\noptimizer: {name: adam, betas: fast}\n")
+    msg = one_problem(write(tmp_path, "c.yaml", "extends: [a.yaml, b.yaml]\n"))
+    assert msg.startswith(f"{b.resolve()}:2: optimizer.betas: ")
+
+
+def test_set_mapping_merges_key_by_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", """
+        optimizer: {name: adam, lr: 0.002, betas: [0.8, 0.99]}
+        methods:
+          label_smoothing: {smoothing: 0.2}
+    """)
+    r = load_recipe(path, ["optimizer={lr: 0.01}"])
+    assert (r["optimizer"]["name"], r["optimizer"]["lr"]) == ("adam", 0.01)
+    assert r["optimizer"]["betas"] == [0.8, 0.99]
+    r = load_recipe(path, ["methods={ema: {decay: 0.9}}"])
+    assert set(r["methods"]) == {"label_smoothing", "ema"}
+    assert r["methods"]["label_smoothing"] == {"smoothing": 0.2}
+
+
+def test_set_mapping_switches_the_component_like_a_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml",
+                 "optimizer: {name: sgd, lr: 0.3, momentum: 0.9, exempt_norm_bias: true}\n")
+    r = load_recipe(path, ["optimizer={name: adam, lr: 0.01}"])
+    assert (r["optimizer"]["name"], r["optimizer"]["lr"]) == ("adam", 0.01)
+    assert "momentum" not in r["optimizer"] and r["optimizer"]["exempt_norm_bias"] is True
+    # the same as a file on top of this one, and as switching key by key in any order
+    child = write(tmp_path, "child.yaml", "extends: r.yaml\noptimizer: {name: adam, lr: 0.01}\n")
+    assert load_recipe(child)["optimizer"] == r["optimizer"]
+    assert load_recipe(path, ["optimizer.lr=0.01", "optimizer.name=adam"])["optimizer"] == r["optimizer"]
+
+
+def test_set_null_then_keys_replaces_a_section_on_purpose(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", """
+        optimizer: {name: sgd, lr: 0.3, momentum: 0.9, exempt_norm_bias: true}
+        methods:
+          label_smoothing: {smoothing: 0.2}
+    """)
+    fresh = load_recipe(write(tmp_path, "fresh.yaml", "optimizer: {lr: 0.05}\n"))["optimizer"]
+    for sets in (["optimizer=null", "optimizer={lr: 0.05}"], ["optimizer={lr: 0.05}", "optimizer=null"]):
+        assert load_recipe(path, sets)["optimizer"] == fresh  # resets apply first
+    assert load_recipe(path, ["methods=null"])["methods"] == {}
+    assert set(load_recipe(path, ["methods.ema.decay=0.9", "methods=null"])["methods"]) == {"ema"}
+
+
+def test_set_mapping_problem_is_blamed_on_the_set_item(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", "optimizer: {lr: 0.1}\n")
+    msg = one_problem(path, ("optimizer={lr: fast}",))
+    assert msg.startswith("--set optimizer={lr: fast}: optimizer.lr: expected a number")
+
+
+def test_apply_override_merges_mappings_through_the_switch_rule() -> None:
+    raw: dict = {"optimizer": {"name": "adam", "lr": 0.1, "betas": [0.9, 0.99]}, "seed": 1}
+    apply_override(raw, ("optimizer",), {"lr": 0.2})
+    assert raw == {"optimizer": {"name": "adam", "lr": 0.2, "betas": [0.9, 0.99]}, "seed": 1}
+    apply_override(raw, ("optimizer",), {"name": "sgd", "momentum": 0.5})
+    assert raw == {"optimizer": {"name": "sgd", "momentum": 0.5}, "seed": 1}
+    apply_override(raw, ("optimizer",), None)
+    assert raw == {"optimizer": None, "seed": 1}
+    apply_override(raw, ("optimizer", "lr"), 0.3)  # a null section is created again
+    assert raw == {"optimizer": {"lr": 0.3}, "seed": 1}
+
+
+def test_extends_hint_only_for_a_file_named_in_extends(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as info:
+        load_recipe(tmp_path / "nope.yaml")
+    assert str(info.value) == f"{tmp_path / 'nope.yaml'}: recipe file not found. Check the path."
+    child = write(tmp_path, "child.yaml", "seed: 0\nextends: sub/missing.yaml\n")
+    with pytest.raises(InputError) as info:
+        load_recipe(child)
+    assert str(info.value) == (
+        f"{tmp_path / 'sub' / 'missing.yaml'}: recipe file not found (named in 'extends' at "
+        f"{child}:2). Check the path: relative paths in 'extends' are resolved from the including "
+        "file's folder.")

@@ -122,11 +122,11 @@ def run(
 ) -> None:
     """Train recipe(s) and write one run directory per recipe x seed. Ctrl-C (or SIGTERM)
     stops after the current step with a checkpoint; --resume continues from it."""
-    from trainbench.runner import plan_runs
-
     try:
         # --device is an override like any other, so recipe.yaml records where it ran.
         loaded = _load(recipes, _overrides(set_, device))
+        from trainbench.runner import plan_runs  # imports torch: only once the recipes loaded
+
         plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
                           resume=resume)
     except InputError as e:
@@ -235,12 +235,11 @@ def validate(
         "--check-data", help="Also fail (exit 2) when a dataset's files are missing.")] = False,
 ) -> None:
     """Check recipe(s) fully without training; exit 2 on any problem."""
-    from trainbench.runner import check_data as find_missing_data
-
     try:
         loaded = _load(recipes, set_)
     except InputError as e:
         raise _fail(e) from None
+    from trainbench.runner import check_data as find_missing_data  # imports torch: after loading
     for r in loaded:
         console.print(f"[green]ok[/] {r.source} ({r.name})", highlight=False)
     try:

@@ -3,10 +3,11 @@
 A recipe is loaded in four steps, and every problem found on the way is collected so the
 user sees all of them at once, each with its file, line, field path, bad value and fix:
 
-1. each file is read with ``yaml.safe_load`` (and composed once more for line numbers);
-2. ``extends: base.yaml`` (a path relative to the file, or a list of them) is deep-merged
-   underneath: mappings merge key by key, everything else (lists too) is replaced;
-3. ``--set a.b.c=VALUE`` overrides are applied, VALUE parsed as YAML;
+1. each file is read by :mod:`trainbench.recipe_files` (safe YAML within limits, each key's line);
+2. ``extends: base.yaml`` (a path relative to the file, or a list of them) is layered
+   underneath: the component-switch rule, then mappings merge key by key, everything else
+   (lists too) is replaced;
+3. ``--set a.b.c=VALUE`` overrides (VALUE parsed as YAML) are layered on top the same way;
 4. every section is checked against the signatures of the registered factories (dataset
    loader, model, optimizer, schedule, methods) and the defaults are filled in.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,12 +30,17 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from trainbench.errors import InputError
+from trainbench.recipe_files import (
+    Origin,
+    Path_,
+    deep_merge,
+    parse_override,
+    read_yaml,
+    shown_item,
+)
 from trainbench.registry import REQUIRED, ParamSpec, PosFloat, PosInt, Range, params_of, suggest
 from trainbench.schedules import SCHEDULES, Schedule
 from trainbench.timeunits import Time
-
-Path_ = tuple[str, ...]
-
 
 # --- the sections every recipe has (component-specific parameters come from registries) ---
 
@@ -114,15 +121,6 @@ LIST_NAMES = {"data": "datasets", "model": "models", "optimizer": "optimizers", 
 
 
 @dataclass(frozen=True)
-class Origin:
-    file: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}" if self.line else self.file
-
-
-@dataclass(frozen=True)
 class Problem:
     origin: Origin
     path: str
@@ -141,65 +139,12 @@ class RecipeError(InputError):
         super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
 
 
-# --- reading files ---
-
-
-def _line_map(text: str, file: str) -> dict[Path_, Origin]:
-    """Map each key path in a YAML document to the line where it is written (1-based)."""
-    out: dict[Path_, Origin] = {}
-
-    def walk(node: yaml.Node, path: Path_) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                p = (*path, str(k.value))
-                out[p] = Origin(file, k.start_mark.line + 1)
-                walk(v, p)
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return out
-    if root is not None:
-        walk(root, ())
-    return out
-
-
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Path_, Origin]]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: recipe file not found. Check the path (relative paths in "
-                         "'extends' are resolved from the including file's folder).") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the recipe file ({e.strerror}).") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        what = getattr(e, "problem", None) or str(e)
-        raise InputError(f"{where}: invalid YAML ({what}). Fix the syntax at that line.") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: a recipe must be a YAML mapping (key: value lines), "
-                         f"got a {type(raw).__name__}.")
-    return raw, _line_map(text, str(path))
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``: mappings merge recursively, anything else is replaced."""
-    out = copy.deepcopy(dict(base))
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
+# --- reading files, extends and --set (safe reading of YAML text: recipe_files) ---
 
 
 SELECTORS = {"data": ("dataset", DataSection), "model": ("name", ModelSection),
              "optimizer": ("name", OptimizerSection), "schedule": ("name", ScheduleSection)}
+MAX_EXTENDS_DEPTH = 20  # files in one 'extends' chain
 
 
 def drop_switched_params(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,52 +162,63 @@ def drop_switched_params(base: dict[str, Any], over: Mapping[str, Any]) -> dict[
     return out
 
 
+def layer(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base`` as ``extends`` and ``--set`` do it: the component-switch
+    rule, then a deep merge."""
+    return deep_merge(drop_switched_params(dict(base), over), over)
+
+
 def self_timed(schedule_name: Any) -> bool:
     return schedule_name in SCHEDULES and SCHEDULES.get(schedule_name).self_timed
 
 
-def _load_with_extends(
-    path: Path, stack: tuple[Path, ...] = ()
-) -> tuple[dict[str, Any], dict[Path_, Origin]]:
-    path = path.resolve()
+Loaded = tuple[dict[str, Any], dict[Path_, Origin]]
+
+
+def _load_with_extends(path: Path, stack: tuple[Path, ...] = (), via: Origin | None = None,
+                       cache: dict[Path, Loaded] | None = None) -> Loaded:
+    """A file with its bases merged underneath, and each key's origin (the file and line
+    where its final value is written). ``via``: the 'extends' that named the file; ``cache``:
+    files already loaded in this call, so a base reached twice is read and merged once."""
+    cache = {} if cache is None else cache
+    try:
+        path = path.resolve()
+    except (OSError, ValueError, RuntimeError) as e:  # NUL in the path, symlink loop
+        how = f" (named in 'extends' at {via})" if via else ""
+        raise InputError(f"{path}: cannot read the recipe file ({e}){how}.") from None
     if path in stack:
         chain = " -> ".join(p.name for p in (*stack, path))
         raise InputError(f"{stack[-1]}: 'extends' forms a cycle ({chain}). Remove one of the links.")
-    raw, lines = _read_yaml(path)
+    if len(stack) >= MAX_EXTENDS_DEPTH:
+        raise InputError(f"{via}: 'extends' goes more than {MAX_EXTENDS_DEPTH} files deep "
+                         f"({stack[0].name} -> ... -> {path.name}). Merge some of the bases.")
+    if path in cache:
+        return cache[path]
+    raw, lines = read_yaml(path, via)
     parents = raw.pop("extends", None)
     if parents is None:
+        cache[path] = raw, lines
         return raw, lines
+    where = lines.get(("extends",), Origin(str(path)))
     if isinstance(parents, str):
         parents = [parents]
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-        where = lines.get(("extends",), Origin(str(path)))
         raise InputError(f"{where}: extends: expected a file path or a list of paths, "
-                         f"got {parents!r}.")
+                         f"got {reprlib.repr(parents)}.")
     merged: dict[str, Any] = {}
     merged_lines: dict[Path_, Origin] = {}
-    for parent in parents:
-        praw, plines = _load_with_extends(path.parent / parent, (*stack, path))
-        merged = deep_merge(merged, praw)
+    for parent in parents:  # each base is layered on the ones before it, like the file on all
+        praw, plines = _load_with_extends(path.parent / parent, (*stack, path), where, cache)
+        merged = layer(merged, praw)
         merged_lines.update(plines)
     merged_lines.update(lines)
-    return deep_merge(drop_switched_params(merged, raw), raw), merged_lines
-
-
-def parse_override(item: str) -> tuple[Path_, Any]:
-    """``"a.b.c=VALUE"`` -> (("a", "b", "c"), yaml.safe_load(VALUE))."""
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", key.strip()):
-        raise InputError(f"--set {item!r}: expected KEY=VALUE with a dotted key, "
-                         "e.g. --set optimizer.lr=0.2 or --set data.augment=[hflip].")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as e:
-        raise InputError(f"--set {item!r}: VALUE is not valid YAML ({e}). Quote it, "
-                         "e.g. --set name='\"my run\"'.") from None
-    return tuple(key.strip().split(".")), parsed
+    cache[path] = layer(merged, raw), merged_lines
+    return cache[path]
 
 
 def apply_override(raw: dict[str, Any], path: Path_, value: Any) -> None:
+    """Set ``path`` to ``value`` in place. A mapping VALUE merges key by key into the mapping
+    there, through the component-switch rule, exactly as a file merges onto its base."""
     node = raw
     for i, k in enumerate(path[:-1]):
         nxt = node.get(k)
@@ -270,9 +226,35 @@ def apply_override(raw: dict[str, Any], path: Path_, value: Any) -> None:
             if nxt is not None:
                 raise InputError(f"--set {'.'.join(path)}: '{'.'.join(path[: i + 1])}' is "
                                  f"{nxt!r}, not a section, so it has no key '{path[i + 1]}'.")
-            nxt = node[k] = {}
+            break  # missing or null: the merge creates it
         node = nxt
-    node[path[-1]] = value
+    over: Any = value
+    for k in reversed(path):
+        over = {k: over}
+    merged = layer(raw, over)
+    raw.clear()
+    raw.update(merged)
+
+
+def _key_paths(path: Path_, value: Any) -> Iterable[Path_]:
+    """``path`` and the path of every key inside a mapping ``value``."""
+    yield path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _key_paths((*path, str(k)), v)
+
+
+def _override_order(key: Path_, value: Any) -> int:
+    """--set items that reset a section (SECTION=null) apply first, then those that pick a
+    component (model.name=x, optimizer={name: adam, ...}), then the rest, each group in
+    command-line order: the parameters set next to a switch or a reset are kept."""
+    if len(key) == 1 and key[0] in SECTION_ORDER and value is None:
+        return 0
+    selector = SELECTORS.get(key[0], ("",))[0]
+    if (len(key) == 2 and key[1] == selector) or \
+            (len(key) == 1 and isinstance(value, dict) and selector in value):
+        return 1
+    return 2
 
 
 # --- validation ---
@@ -610,13 +592,16 @@ class Recipe:
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Load, merge, override, validate. Raises InputError (RecipeError for field problems)."""
     path = Path(path)
-    raw, lines = _load_with_extends(path)
-    parsed = [(item, *parse_override(item)) for item in overrides]
-    # Component switches first, so '--set model.width=8 --set model.name=x' keeps width.
-    parsed.sort(key=lambda o: not (len(o[1]) == 2 and SELECTORS.get(o[1][0], ("",))[0] == o[1][1]))
-    for item, key, value in parsed:
-        if len(key) == 2 and key[0] in SELECTORS and SELECTORS[key[0]][0] == key[1]:
-            raw = drop_switched_params(raw, {key[0]: {key[1]: value}})
-        apply_override(raw, key, value)
-        lines[key] = Origin(f"--set {item}")
+    try:
+        raw, lines = _load_with_extends(path)  # fresh objects: changed in place below
+        parsed = sorted(((item, *parse_override(item)) for item in overrides),
+                        key=lambda o: _override_order(o[1], o[2]))
+        for item, key, value in parsed:
+            apply_override(raw, key, value)
+            origin = Origin(f"--set {item}" if len(item) <= 80 else f"--set {shown_item(item)}")
+            for p in _key_paths(key, value):  # the values it brings come from the command line
+                lines[p] = origin
+    except (RecursionError, MemoryError) as e:  # the limits above should make this unreachable
+        raise InputError(f"{path}: the recipe (with its 'extends' and --set items) is too large "
+                         f"or too deeply nested to load ({type(e).__name__}).") from None
     return Recipe(resolve(raw, lines, str(path)), str(path))
