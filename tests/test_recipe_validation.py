@@ -139,7 +139,8 @@ def test_empty_budgets_are_refused() -> None:
     ("[3ep, 2ep, 4ep]", "Write [2ep, 3ep, 4ep]."),
 ])
 def test_unordered_or_repeated_budgets_are_refused(budgets: str, expect: str) -> None:
-    assert any(expect in p for p in problems("duration=5ep", "curve.mode=budgets", f"curve.budgets={budgets}"))
+    found = problems("duration=5ep", "curve.mode=budgets", f"curve.budgets={budgets}")
+    assert any(expect in p for p in found)
 
 
 def test_budgets_of_a_cyclic_schedule_must_exceed_its_warmup_in_its_unit() -> None:
@@ -174,7 +175,8 @@ def test_duplicate_augmentations_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("sets", "expect"), [
-    (("data.train_subset=2000",), "data.train_subset: 2000 is more than the 1437 training images of 'digits'"),
+    (("data.train_subset=2000",),
+     "data.train_subset: 2000 is more than the 1437 training images of 'digits'"),
     (("data.test_subset=361",), "data.test_subset: 361 is more than the 360 test images of 'digits'"),
     (("data.batch_size=1000", "data.train_subset=500"),
      "data.batch_size: 1000 is larger than the training set (500 images)"),
@@ -186,7 +188,8 @@ def test_sizes_beyond_the_dataset_are_refused(sets: tuple[str, ...], expect: str
 
 def test_run_with_a_too_large_subset_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, ["run", str(QUICKSTART), "--set", "data.train_subset=5000", "--out", str(out)])
+    result = runner.invoke(app, ["run", str(QUICKSTART), "--set", "data.train_subset=5000",
+                                 "--out", str(out)])
     assert result.exit_code == 2 and "data.train_subset: 5000 is more than" in result.output
     assert not out.exists()
 

@@ -28,8 +28,7 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from trainbench.errors import InputError
-from trainbench.registry import (REQUIRED, NonNegInt, ParamSpec, PosFloat, PosInt, Range, params_of,
-                                 suggest)
+from trainbench.registry import REQUIRED, NonNegInt, ParamSpec, PosFloat, PosInt, Range, params_of, suggest
 from trainbench.schedules import SCHEDULES, Schedule
 from trainbench.timeunits import PosTime, Time
 

@@ -108,7 +108,7 @@ def _meta_build_error(name: str, kwargs_json: str, in_chans: int, num_classes: i
             build_model({"name": name, "kwargs": json.loads(kwargs_json)}, in_chans, num_classes)
     except TypeError as e:
         return str(e)
-    except Exception:  # noqa: BLE001 - the meta device cannot build it: the run will tell
+    except Exception:
         return None
     return None
 
@@ -122,7 +122,7 @@ def _accepted_kwargs(name: str, in_chans: int, num_classes: int) -> tuple[list[s
     try:
         with torch.device("meta"):
             model = build_model({"name": name, "kwargs": {}}, in_chans, num_classes)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     cls = type(model.model if isinstance(model, _RepeatChannels) else model)
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # not self
