@@ -539,6 +539,8 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
 
 
 def _dataset_checks(chk: _Checker, out: dict[str, Any], source: str) -> None:
+    """Checks against the dataset, known without loading it: model.kwargs against the model
+    built for its shape, and everything that needs the run's clock (clock_checks)."""
     from trainbench.clock_checks import clock_problems
     from trainbench.data import dataset_shape
     from trainbench.models import kwargs_problems
