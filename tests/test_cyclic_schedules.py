@@ -12,7 +12,10 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, CyclicLR, LambdaLR, LRScheduler, OneCycleLR
 
+from trainbench.budgets import budget_recipes
+from trainbench.engine import bound_schedule, run_recipe
 from trainbench.recipe import RecipeError, load_recipe
+from trainbench.results import RunDir
 from trainbench.schedules import SGDR, Cyclic, OneCycle, Schedule, Triangular, build_schedule
 from trainbench.timeunits import Clock, Time
 
@@ -389,3 +392,71 @@ def test_cycle_ends_fall_on_the_steps_of_the_budget_runs(t0: float, t_mult: floa
     sched = build_schedule(params).bind(Clock(spe, 8), 0.1)
     budgets = Cyclic.default_budgets({**params, "t0": f"{t0}ep"})
     assert sched.curve_points() == [Clock(spe, 8).steps(b) for b in budgets]
+
+
+def test_peak_decay_below_min_lr_names_the_cycle() -> None:
+    # quickstart lr 0.05: peaks 0.05, 0.015, 0.0045 (cycle 3) against min_lr 0.01
+    assert problems("schedule.name=cyclic", "schedule.min_lr=0.01", "schedule.peak_decay=0.3") == [
+        "schedule.peak_decay: with peak_decay 0.3, cycle 3's peak LR (0.0045 = optimizer.lr 0.05 x 0.3^2) "
+        "is not above min_lr 0.01, so that cycle would rise instead of decay. Raise peak_decay, lower "
+        "min_lr, or use fewer cycles."]
+    assert load("schedule.name=cyclic", "schedule.min_lr=0.01", "schedule.peak_decay=0.3",
+                "schedule.cycles=2")["schedule"]["cycles"] == 2  # the last peak 0.015 is above it
+    assert load("schedule.name=cyclic", "schedule.peak_decay=0.3")  # min_lr 0: any decay is fine
+
+
+# Sub-step cycles. digits: 1437 training images; batch 143 -> 10 steps per epoch.
+DIGITS_TRAIN = 1437
+
+
+def _cyclic_sets(t0: str, t_mult: float, warmup: str, batch: int) -> list[str]:
+    return [f"data.batch_size={batch}", "schedule.name=cyclic", f"schedule.t0={t0}",
+            f"schedule.t_mult={t_mult}", f"schedule.warmup={warmup}", "schedule.cycles=5"]
+
+
+@pytest.mark.parametrize(("t0", "t_mult", "warmup", "batch", "refused"), [
+    ("0.05ep", 1.0, "0ep", 143, True),  # the issue's: cyclic ends 1..5, budget totals 1, 1, 2, 2, 2
+    ("0.1ep", 1.0, "0.15ep", 143, True),  # 1 step each, but 1.5 -> 2 and 2.5 -> 2 (half to even)
+    ("0.05ep", 2.0, "0ep", 143, True),
+    ("0.1ep", 1.0, "0ep", 143, False),
+    ("0.15ep", 1.0, "0.05ep", 143, False),
+    ("0.07ep", 1.3, "0ep", 64, False),
+    ("3ba", 1.5, "2ba", 64, False),
+    ("100sp", 1.0, "0sp", 64, False),
+])
+def test_cyclic_run_and_its_budget_runs_agree_or_the_recipe_is_refused(
+        t0: str, t_mult: float, warmup: str, batch: int, refused: bool) -> None:
+    # Each side through its own code path: the cyclic run's curve points from its bound
+    # schedule, each budget run's length from its own resolved recipe and clock.
+    sets = _cyclic_sets(t0, t_mult, warmup, batch)
+    if refused:
+        (p,) = problems(*sets)
+        assert p.startswith("schedule.t0: cycle ") and "every cycle needs at least one step. Use t0 >= " in p
+        return
+    cyclic = load(*sets)
+    _, schedule = bound_schedule(cyclic, DIGITS_TRAIN, smoke=False)
+    totals = [bound_schedule(sub, DIGITS_TRAIN, smoke=False)[0].total_steps
+              for sub in budget_recipes(load(*sets, "curve.mode=budgets"))]
+    assert schedule.curve_points() == totals
+
+
+def test_sub_step_cycle_message_gives_the_smallest_t0_that_works() -> None:
+    assert problems(*_cyclic_sets("0.05ep", 1.0, "0ep", 143)) == [
+        "schedule.t0: cycle 1 (0.05ep long) would end at step 0, where the warmup ends, at 10 steps per "
+        "epoch (1437 training images / batch size 143): every cycle needs at least one step. Use t0 >= "
+        "0.1ep (1 step)."]
+    load(*_cyclic_sets("0.1ep", 1.0, "0ep", 143))  # which validates
+
+
+def test_cyclic_and_budget_runs_put_their_curve_points_on_the_same_steps(tmp_path: Path) -> None:
+    # End to end on real (tiny) runs: 160 images / batch 16 = 10 steps per epoch; cycles of
+    # 0.15ep end at 1.5, 3, 4.5 steps -> 2, 3, 4.
+    sets = ["data.train_subset=160", "data.batch_size=16", "model.width=4", "eval.every=null",
+            "schedule.name=cyclic", "schedule.warmup=0ep", "schedule.t0=0.15ep", "schedule.t_mult=1",
+            "schedule.cycles=3", "device=cpu"]
+    cyclic, budgets = load(*sets), load(*sets, "curve.mode=budgets", "name=budgets")
+    assert run_recipe(cyclic, RunDir(tmp_path / "cyclic")).status == "completed"
+    assert run_recipe(budgets, RunDir(tmp_path / "budgets")).status == "completed"
+    cyclic_steps = [p["step"] for p in RunDir(tmp_path / "cyclic").read_points() if p["curve"] == 1]
+    budget_steps = [p["step"] for p in RunDir(tmp_path / "budgets").read_points()]
+    assert cyclic_steps == budget_steps == [2, 3, 4]

@@ -48,7 +48,7 @@ def test_warmup_is_linear_and_reaches_one_at_its_last_step(cls: type[Schedule]) 
 
 
 @pytest.mark.parametrize(("warmup", "steps"), [("5ba", 5), ("0.1dur", 10), ("64sp", 2), ("0ep", 0),
-                                               ("0.01ba", 1), ("3ep", 30)])
+                                               ("8sp", 1), ("3ep", 30)])
 def test_warmup_units(warmup: str, steps: int) -> None:
     s = Constant(warmup=Time.parse(warmup)).bind(Clock(10, 32, 100), BASE_LR)
     assert s.warmup_steps == steps
@@ -193,3 +193,26 @@ def test_build_schedule_from_a_loaded_recipe(name: str) -> None:
     assert all(0 <= s.factor(i) <= 1 for i in range(301))
     assert s.curve_points() == [300]
     assert not math.isnan(s.factor(300))
+
+
+def test_fractional_batches_are_not_a_time() -> None:
+    # 'ba' counts steps: 0.5ba used to run as one step (a non-zero time is at least one)
+    with pytest.raises(ValueError, match=r"'ba' counts optimizer steps, so it takes a whole number"):
+        Time.parse("0.5ba")
+    assert Time.parse("3.0ba") == Time(3, "ba")
+
+
+@pytest.mark.parametrize("schedule", [("schedule.name=cosine",), ("schedule.name=cyclic",),
+                                      ("schedule.name=sgdr", "schedule.t0=2ep")])
+@pytest.mark.parametrize("min_lr", [0.05, 0.5])
+def test_min_lr_not_below_the_peak_is_refused(schedule: tuple[str, ...], min_lr: float) -> None:
+    from trainbench.recipe import RecipeError
+
+    quickstart = REPO / "recipes" / "quickstart.yaml"  # optimizer.lr 0.05
+    with pytest.raises(RecipeError) as e:
+        load_recipe(quickstart, [*schedule, f"schedule.min_lr={min_lr}"])
+    (p,) = e.value.problems
+    assert (p.path, p.message) == ("schedule.min_lr", (
+        f"min_lr {min_lr} is not below the peak LR (optimizer.lr 0.05), so the schedule would rise "
+        "(or stay flat) where it should decay. Lower min_lr or raise optimizer.lr."))
+    assert load_recipe(quickstart, [*schedule, "schedule.min_lr=0.049"])["schedule"]["min_lr"] == 0.049

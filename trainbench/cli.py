@@ -109,7 +109,7 @@ def run(
     set_: SetOpt = None,
     seeds: Annotated[int | None, typer.Option(
         min=1, help="Run N seeds: S, S+1, ... (S = --seed or the recipe's seed).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the recipe's seed.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Override the recipe's seed.")] = None,
     out: Annotated[Path, typer.Option(help="Where run directories go: OUT/<name>/seed<S>.")] = Path("runs"),
     device: Annotated[str | None, typer.Option(
         help="auto | cpu | cuda | cuda:N (overrides the recipe).")] = None,
@@ -277,7 +277,7 @@ def fidelity(
     baseline: Annotated[Path | None, typer.Option(
         help="Baseline recipe: adds the correlation of gains over it (reference vs cyclic).")] = None,
     set_: SetOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Override the recipes' seed.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Override the recipes' seed.")] = None,
     out: Annotated[Path, typer.Option(help="Run directories; the report goes to OUT/fidelity/.")] = Path(
         "runs"),
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.")] = None,

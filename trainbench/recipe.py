@@ -38,9 +38,9 @@ from trainbench.recipe_files import (
     read_yaml,
     shown_item,
 )
-from trainbench.registry import REQUIRED, ParamSpec, PosFloat, PosInt, Range, params_of, suggest
+from trainbench.registry import REQUIRED, NonNegInt, ParamSpec, PosFloat, PosInt, Range, params_of, suggest
 from trainbench.schedules import SCHEDULES, Schedule
-from trainbench.timeunits import Time
+from trainbench.timeunits import PosTime, Time
 
 # --- the sections every recipe has (component-specific parameters come from registries) ---
 
@@ -48,7 +48,7 @@ from trainbench.timeunits import Time
 @dataclass(kw_only=True)
 class TopLevel:
     name: str = ""  # default: the recipe file's name without .yaml
-    seed: int = 0
+    seed: NonNegInt = 0  # numpy's and torch's generators take seeds >= 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     duration: Time | None = Time(10, "ep")  # 'ep', 'ba' or 'sp'; cyclic/sgdr schedules set it
@@ -84,7 +84,7 @@ class ScheduleSection(Schedule):  # every schedule has the base class's warmup
 
 @dataclass(kw_only=True)
 class EvalSection:
-    every: Time | None = Time(1, "ep")  # plus always the final step and every curve point
+    every: PosTime | None = Time(1, "ep")  # plus always the final step and every curve point
 
 
 @dataclass(kw_only=True)
@@ -102,7 +102,7 @@ class CheckpointSection:
     # into the run directory at every curve point, every `every` of training if set, and
     # at least every `minutes` minutes of training time; the newest `keep` are kept.
     curve_points: bool = True
-    every: Time | None = None
+    every: PosTime | None = None
     minutes: PosFloat | None = 10.0
     keep: PosInt = 2
 
@@ -289,8 +289,9 @@ def coerce(hint: Any, value: Any) -> Any:
         return value
     if origin is Annotated:
         out = coerce(args[0], value)
+        amount = Time.parse(out).value if args[0] is Time else out  # a time: its number, any unit
         for meta in args[1:]:
-            if isinstance(meta, Range) and (msg := meta.violation(out)):
+            if isinstance(meta, Range) and (msg := meta.violation(amount)):
                 raise _Bad(f"{msg}, got {value!r}")
         return out
     if origin in (typing.Union, types.UnionType):
@@ -465,6 +466,11 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
         chk.add(("duration",), "must be greater than 0.")
 
     out["data"] = chk.component("data", sections["data"], DataSection, DATASETS, "dataset")
+    augment = out["data"].get("augment") or []
+    if len(set(augment)) < len(augment):
+        twice = sorted({a for a in augment if augment.count(a) > 1})
+        chk.add(("data", "augment"), f"{', '.join(twice)} listed more than once; each augmentation "
+                f"is applied once per batch, so list it once: {list(dict.fromkeys(augment))}.")
     model_raw = sections["model"]
     if str(model_raw.get("name", "")).startswith(EXTERNAL_MODEL_PREFIXES):
         out["model"] = _external_model(chk, model_raw)
@@ -507,9 +513,26 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
         for mname in methods:
             for path, msg in getattr(METHODS.get(mname), "check_recipe", _none)(out):
                 chk.add(path, msg)
+    if not chk.problems:  # the dataset's shape: what the model is built for, and the run's clock
+        _dataset_checks(chk, out, source)
     if chk.problems:
         raise RecipeError(chk.problems)
     return out
+
+
+def _dataset_checks(chk: _Checker, out: dict[str, Any], source: str) -> None:
+    """Checks against the dataset, known without loading it: model.kwargs against the model
+    built for its shape, and everything that needs the run's clock (clock_checks)."""
+    from trainbench.clock_checks import clock_problems
+    from trainbench.data import dataset_shape
+    from trainbench.models import kwargs_problems
+
+    if out["model"].get("kwargs"):
+        shape = dataset_shape(out["data"]["dataset"], out["data"])
+        for key, msg in kwargs_problems(out["model"], shape.channels, shape.num_classes):
+            chk.add(("model", "kwargs", *key), msg)
+    for path, msg in clock_problems(out, source):
+        chk.add(path, msg)
 
 
 def _schedule_timing(chk: _Checker, out: dict[str, Any], explicit_duration: Any) -> None:
@@ -543,10 +566,19 @@ def _schedule_timing(chk: _Checker, out: dict[str, Any], explicit_duration: Any)
                     "schedule; only cyclic and sgdr schedules provide them.")
             return
         curve["budgets"] = [str(b) for b in budgets]
+    if not curve["budgets"]:
+        chk.add(("curve", "budgets"), "an empty list gives no curve point; list the run lengths "
+                "(e.g. [10ep, 20ep, 40ep]), or remove it for the schedule's cycle ends.")
+    warm = Time.parse(out["schedule"]["warmup"])
     for i, b in enumerate(Time.parse(b) for b in curve["budgets"]):
         if b.unit == "dur" or b.value == 0:
             chk.add(("curve", "budgets"), f"item {i}: a budget is a run length in 'ep', 'ba' or "
                     f"'sp' greater than 0, got {b}.")
+        elif cls.self_timed and warm.value and (b.unit != warm.unit or b.value <= warm.value):
+            # each budget run is the same warmup plus one cycle filling the rest of the budget
+            chk.add(("curve", "budgets"), f"item {i}: each budget run is the warmup ({warm}) plus "
+                    f"one cycle, so a budget must be in the warmup's unit ('{warm.unit}') and longer "
+                    f"than it, got {b}.")
 
 
 def _none(_recipe: dict[str, Any]) -> Iterable[tuple[Path_, str]]:

@@ -13,13 +13,14 @@ after which the schedule proper runs over the remaining steps.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 from trainbench.registry import Fraction, NonNegFloat, PosFloat, PosInt, Range, Registry, instantiate
-from trainbench.timeunits import ZERO, Clock, Time
+from trainbench.timeunits import ZERO, Clock, PosTime, Time
 
 SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
 
@@ -89,6 +90,17 @@ class Schedule:
             yield ("schedule", "warmup"), (f"warmup {warm} is not shorter than the run's "
                                            f"duration {dur}; shorten it or lengthen 'duration'.")
 
+    def step_problems(self, duration: str, where: str) -> Iterable[tuple[tuple[str, ...], str]]:
+        """Problems that show only in steps, on a schedule bound to a run's real clock: a
+        warmup in another unit than the run's ``duration`` that is not shorter than it, say.
+        ``where`` describes the clock (steps per epoch and why) for the messages."""
+        warmup = self.clock.steps(self.warmup, at_least_one=True)  # bind caps it at the total
+        if warmup >= self.total:
+            yield ("schedule", "warmup"), (
+                f"warmup {self.warmup} is {warmup} steps, not shorter than the run "
+                f"({duration} = {self.total} steps) {where}: the run would end at the peak LR "
+                "without ever decaying. Shorten the warmup or lengthen the run.")
+
 
 @SCHEDULES.register("constant")
 @dataclass(kw_only=True)
@@ -104,7 +116,7 @@ class Constant(Schedule):
 class Step(Schedule):
     """LR multiplied by gamma every step_size (counted from the start of the run)."""
 
-    step_size: Time = Time(30, "ep")
+    step_size: PosTime = Time(30, "ep")
     gamma: PosFloat = 0.1
 
     def bind(self, clock: Clock, opt_lr: float) -> Schedule:
@@ -146,17 +158,32 @@ class Cosine(Schedule):
         floor = self.min_lr / self.opt_lr
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t / max(length, 1)))
 
+    @classmethod
+    def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
+        yield from super().check_recipe(recipe)
+        yield from _check_min_lr(recipe)
+
+
+def _check_min_lr(recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
+    """A schedule that decays to min_lr needs it below the peak (the optimizer's lr)."""
+    min_lr, lr = recipe["schedule"]["min_lr"], recipe["optimizer"]["lr"]
+    if min_lr >= lr:
+        yield ("schedule", "min_lr"), (
+            f"min_lr {min_lr} is not below the peak LR (optimizer.lr {lr}), so the schedule would "
+            "rise (or stay flat) where it should decay. Lower min_lr or raise optimizer.lr.")
+
 
 # --- the cyclic family: curve points inside one run ---
 
 
 def _cycle_ends(warmup: float, t0: Time, t_mult: float, cycles: int) -> list[Time]:
     """Cycle-end times, warmup included, in t0's unit: cumulative sums (no drift), rounded
-    to 9 digits so 0.1-style lengths land on the step they mean."""
+    to 9 digits so 0.1-style lengths land on the step they mean; in 'ba' to whole steps, as
+    the clock would round them (a fractional 'ba' time is not a valid recipe value)."""
     ends, cum = [], warmup
     for k in range(cycles):
         cum += t0.value * t_mult**k
-        ends.append(Time(round(cum, 9), t0.unit))
+        ends.append(Time(round(cum) if t0.unit == "ba" else round(cum, 9), t0.unit))
     return ends
 
 
@@ -174,11 +201,14 @@ class _Restarts(Schedule):
     def bind(self, clock: Clock, opt_lr: float) -> Schedule:
         self.clock, self.opt_lr = clock, opt_lr
         self.warmup_steps = clock.steps(self.warmup, at_least_one=True)
-        # The same cycle-end times as the budgets runs get (default_budgets), each cycle at
-        # least one step.
+        # The same cycle-end times as the budgets runs get (default_budgets). A recipe's
+        # cycles are at least one step each on its real clock (step_problems refuses shorter
+        # ones); on a smoke run's dilated clock they are pushed apart to keep every cycle.
+        self.rounded_ends = [clock.steps(t) for t in
+                             _cycle_ends(self.warmup.value, self.t0, self.t_mult, self.cycles)]
         ends: list[int] = []
-        for t in _cycle_ends(self.warmup.value, self.t0, self.t_mult, self.cycles):
-            ends.append(max(clock.steps(t), (ends[-1] if ends else self.warmup_steps) + 1))
+        for end in self.rounded_ends:
+            ends.append(max(end, (ends[-1] if ends else self.warmup_steps) + 1))
         self.ends = ends
         self.starts = [self.warmup_steps, *ends[:-1]]
         self.total = ends[-1]
@@ -227,9 +257,34 @@ class _Restarts(Schedule):
         warm = Time.parse(params["warmup"]).value
         return {**params, "cycles": 1, "t0": str(Time(round(budget.value - warm, 9), budget.unit))}
 
+    def step_problems(self, duration: str, where: str) -> Iterable[tuple[tuple[str, ...], str]]:
+        """Every cycle at least one step: a shorter one would end on the step where the one
+        before it (or the warmup) ends, and the cyclic run (which pushes it a step on) and
+        its budget runs (each exactly its budget) would disagree on where it ends."""
+        for k, (end, rounded) in enumerate(zip(self.ends, self.rounded_ends, strict=True)):
+            if end != rounded:
+                before = f"cycle {k}" if k else "the warmup"
+                length = Time(round(self.t0.value * self.t_mult**k, 9), self.t0.unit)
+                yield ("schedule", "t0"), (
+                    f"cycle {k + 1} ({length} long) would end at step {rounded}, where {before} "
+                    f"ends, {where}: every cycle needs at least one step. "
+                    + self._min_t0_hint())
+                return
+
+    def _min_t0_hint(self) -> str:
+        """The smallest t0 (a whole number of steps, in t0's unit) whose cycles all fit."""
+        clock, unit = self.clock, self.t0.unit
+        for m in range(1, 1025):
+            value = {"ep": math.ceil(m / clock.steps_per_epoch * 1e4) / 1e4, "ba": float(m),
+                     "sp": float(m * clock.batch_size)}[unit]
+            trial = dataclasses.replace(self, t0=Time(value, unit)).bind(clock, self.opt_lr)
+            if trial.ends == trial.rounded_ends:
+                return f"Use t0 >= {Time(value, unit)} ({m} step{'s' if m > 1 else ''})."
+        return "Lengthen t0."
+
     @classmethod
     def check_recipe(cls, recipe: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str]]:
-        sched = recipe["schedule"]
+        sched, lr = recipe["schedule"], recipe["optimizer"]["lr"]
         t0, warm = Time.parse(sched["t0"]), Time.parse(sched["warmup"])
         if t0.unit == "dur" or t0.value == 0:
             yield ("schedule", "t0"), (f"t0 must be a positive time in 'ep', 'ba' or 'sp' "
@@ -237,6 +292,19 @@ class _Restarts(Schedule):
         elif warm.value and warm.unit != t0.unit:
             yield ("schedule", "warmup"), (f"warmup {warm} and t0 {t0} must use the same unit, "
                                            "so the run's length is exact; e.g. both in 'ep'.")
+        floor_problems = list(_check_min_lr(recipe))
+        yield from floor_problems
+        if floor_problems or "peak_decay" not in sched:  # sgdr: every peak is optimizer.lr
+            return
+        for k in range(1, sched["cycles"]):
+            peak = lr * sched["peak_decay"] ** k
+            if peak <= sched["min_lr"]:
+                yield ("schedule", "peak_decay"), (
+                    f"with peak_decay {sched['peak_decay']}, cycle {k + 1}'s peak LR "
+                    f"({peak:.4g} = optimizer.lr {lr} x {sched['peak_decay']}^{k}) is not above "
+                    f"min_lr {sched['min_lr']}, so that cycle would rise instead of decay. Raise "
+                    "peak_decay, lower min_lr, or use fewer cycles.")
+                return
 
 
 @SCHEDULES.register("cyclic")
@@ -281,7 +349,7 @@ class Triangular(Schedule):
 
     base_lr: NonNegFloat = 0.0  # absolute LR at the bottom of each cycle
     max_lr: PosFloat | None = None  # absolute LR at the top; null: the optimizer's lr
-    step_size: Time = Time(2, "ep")  # half a cycle
+    step_size: PosTime = Time(2, "ep")  # half a cycle
     mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"
     gamma: Annotated[float, Range(gt=0, le=1)] = 1.0  # exp_range: amplitude * gamma^step
     cycle_momentum: bool = False  # SGD only: momentum moves opposite to the LR

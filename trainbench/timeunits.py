@@ -1,7 +1,9 @@
 """Time values in recipes: ``"8ep"`` (epochs), ``"500ba"`` (batches = optimizer steps),
 ``"2048sp"`` (samples), ``"0.25dur"`` (fraction of the run's duration). A plain number is
 epochs. Everything is resolved to whole steps by a :class:`Clock` once the dataset and batch
-size are known.
+size are known: rounded to the nearest step (half to even), and a non-zero warmup or interval
+is at least one step. 'ba' counts steps itself, so it takes whole numbers only (``0.5ba`` is
+refused rather than silently run as one step).
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from trainbench.registry import Range
 
 UNITS = {"ep": "epochs", "ba": "batches (steps)", "sp": "samples", "dur": "fraction of duration"}
 _TIME_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ep|ba|sp|dur)\s*$")
@@ -38,6 +43,10 @@ class Time:
             value, unit = float(m.group(1)), m.group(2)
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"a time must be a finite number >= 0, got {raw!r}")
+        if unit == "ba" and value != int(value):
+            raise ValueError(f"'ba' counts optimizer steps, so it takes a whole number, got {raw!r}; "
+                             f"use {max(round(value), 1)}ba, or 'sp' (samples, rounded to the "
+                             "nearest step)")
         return cls(value, unit)
 
     def __str__(self) -> str:
@@ -46,6 +55,8 @@ class Time:
 
 
 ZERO = Time(0.0, "ep")
+# An interval (eval.every, a step size, ...): zero would mean "every 0 steps".
+PosTime = Annotated[Time, Range(gt=0)]
 
 
 @dataclass(frozen=True)
