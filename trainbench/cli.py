@@ -222,14 +222,14 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
                 code = 2
                 continue
             except KeyboardInterrupt as e:
-                err.print(f"[yellow]interrupted[/]: {escape(str(plan.run.path))} keeps the points measured so far; "
-                          "continue it with --resume.")
+                err.print(f"[yellow]interrupted[/]: {escape(str(plan.run.path))} keeps the points "
+                          "measured so far; continue it with --resume.")
                 raise typer.Exit(exit_code(e)) from None
             finally:
                 plan.release()
             if outcome.status == "interrupted":
-                err.print(f"[yellow]interrupted[/]: {escape(r.name)} seed {r.seed}: {escape(outcome.message)} "
-                          f"({escape(str(plan.run.path))}).", highlight=False)
+                err.print(f"[yellow]interrupted[/]: {escape(r.name)} seed {r.seed}: "
+                          f"{escape(outcome.message)} ({escape(str(plan.run.path))}).", highlight=False)
                 code = outcome.exit_code or stop.exit_code
             elif outcome.status != "completed":
                 err.print(f"[bold red]{outcome.status}[/]: {escape(r.name)} seed {r.seed}: "
