@@ -113,11 +113,12 @@ class RichProgress:
 
         self.clock = clock
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(),
+            # The label holds the recipe's name: plain text (markup would also turn :x: into emoji).
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
             TextColumn("ep {task.fields[epoch]}"), TextColumn("step"), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}"),
             TimeRemainingColumn(), console=console, transient=False)
-        self.task = self.bar.add_task(escape(label), total=total_steps, completed=first_step,
+        self.task = self.bar.add_task(label, total=total_steps, completed=first_step,
                                       epoch=f"{clock.epoch(first_step):.1f}", loss="-", acc="-")
         self.bar.start()
 
