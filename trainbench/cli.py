@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
     SummaryRow = tuple[Recipe, str, dict[str, Any], RunDir]
 
-T = TypeVar("T")
-
 app = typer.Typer(
     name="trainbench",
     help="Accuracy-versus-training-time tradeoff curves for training recipes.",
@@ -87,6 +85,9 @@ def _problems_of(path: Path, e: InputError) -> str:
 def _check_plot_name(option: str, path: Path | None) -> None:
     if path is not None and path.suffix.lower() not in (".png", ".svg"):
         raise _fail(InputError(f"{option} {path}: give a .png or .svg file name."))
+
+
+T = TypeVar("T")
 
 
 def _write_plot(option: str, path: Path, draw: Callable[[Path], T]) -> T:
@@ -286,8 +287,8 @@ def validate(
     except InputError as e:
         if check_data:
             raise _fail(e) from None
-        err.print(f"[yellow]note:[/] {'these' if failed else 'the'} recipes are valid, but `run` would "
-                  f"stop here: {escape(str(e))}", highlight=False)
+        err.print(f"[yellow]note:[/] {'also, ' if failed else 'the recipes are valid, but '}`run` "
+                  f"would stop here: {escape(str(e))}", highlight=False)
     if failed:
         raise typer.Exit(2)
 
