@@ -133,6 +133,13 @@ def test_validate_prints_paths_and_names_as_typed(tmp_path: Path, monkeypatch) -
     assert result.exit_code == 0, result.output
     assert "ok exp[lr=0.1]/q.yaml (a[bold]x[red]:x:)" in result.output
     assert "❌" not in result.output
+    # 'exp[' / 'x]': printed as markup, '[/x]' would be a closing tag without an opening one
+    closing = Path("exp[") / "x]" / "q.yaml"
+    closing.parent.mkdir(parents=True)
+    shutil.copy(QUICKSTART, closing)
+    result = invoke("validate", closing)
+    no_traceback(result)
+    assert result.exit_code == 0 and "ok exp[/x]/q.yaml (quickstart)" in result.output
 
 
 def test_run_and_compare_print_names_and_out_as_typed(tmp_path: Path, monkeypatch) -> None:
