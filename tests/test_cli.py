@@ -301,4 +301,4 @@ def test_run_usage_errors_exit_2(tmp_path: Path) -> None:
 def test_list_shows_defaults_as_a_recipe_writes_them() -> None:
     result = CliRunner().invoke(app, ["list", "schedules"])
     assert result.exit_code == 0
-    assert "milestones=['0.5dur', '0.75dur']" in result.output and "Time(" not in result.output
+    assert "milestones=[0.5dur, 0.75dur]" in result.output and "Time(" not in result.output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from trainbench.recipe import yamlable
 from trainbench.registry import REQUIRED, Registry, params_of
 
@@ -22,10 +24,16 @@ def _registry(kind: str) -> Registry[Any]:
     return reg
 
 
+def yaml_value(value: Any) -> str:
+    """``value`` on one line as a recipe would write it: null, false, [0.5dur, 0.75dur], {}."""
+    text = yaml.safe_dump(yamlable(value), default_flow_style=True, width=10**9)
+    return text.removesuffix("\n").removesuffix("\n...")  # a lone scalar ends its document
+
+
 def _fmt_param(name: str, default: Any) -> str:
     if default is REQUIRED:
         return f"{name} (required)"
-    return f"{name}={yamlable(default)}"  # as a recipe would write it: 0.5dur, not Time(...)
+    return f"{name}={yaml_value(default)}"
 
 
 def catalog(kind: str) -> list[tuple[str, str, str]]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich import box
@@ -36,17 +37,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Piped output (CI logs) gets a wide fixed width instead of rich's 80-column fallback.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+# Piped output (CI logs) gets a wide fixed width instead of rich's 80-column fallback. No
+# emoji codes: ':x:' in a name or path is text. Markup is ours only: every user-supplied
+# string (paths, names, values, messages) goes through escape() before printing.
+console = Console(width=None if sys.stdout.isatty() else 140, emoji=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140, emoji=False)
 
 RecipesArg = Annotated[list[Path], typer.Argument(help="Recipe YAML file(s).", show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a field: --set optimizer.lr=0.2 (VALUE is YAML). Repeatable.")]
 
 
-def _fail(e: InputError) -> typer.Exit:
+def _print_error(e: InputError) -> None:
     err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+
+
+def _fail(e: InputError) -> typer.Exit:
+    _print_error(e)
     return typer.Exit(2)
 
 
@@ -59,10 +66,36 @@ def _load(paths: list[Path], overrides: list[str] | None) -> list[Recipe]:
         try:
             recipes.append(load_recipe(p, overrides or ()))
         except InputError as e:
-            errors.append(str(e))
+            errors.append(_problems_of(p, e))
     if errors:
         raise InputError("\n".join(errors))
     return recipes
+
+
+def _problems_of(path: Path, e: InputError) -> str:
+    """A recipe's error block headed by the file given and, once known, the recipe's name:
+    with several recipes (and extends) the lines inside may all name other files."""
+    name = getattr(e, "recipe_name", None)
+    msg = str(e)
+    if name is None and msg.startswith((f"{path}:", f"{path.resolve()}:")):
+        return msg  # already headed by the file
+    return f"{path}{f' ({name})' if name else ''}: {msg}"
+
+
+def _check_plot_name(option: str, path: Path | None) -> None:
+    if path is not None and path.suffix.lower() not in (".png", ".svg"):
+        raise _fail(InputError(f"{option} {path}: give a .png or .svg file name."))
+
+
+T = TypeVar("T")
+
+
+def _write_plot(option: str, path: Path, draw: Callable[[Path], T]) -> T:
+    """``draw(path)``; a path that cannot be written is bad input (exit 2), not a traceback."""
+    try:
+        return draw(path)
+    except OSError as e:
+        raise _fail(InputError(f"{option} {path}: cannot write it ({e.strerror or e}).")) from None
 
 
 def _overrides(set_: list[str] | None, device: str | None) -> list[str]:
@@ -81,7 +114,8 @@ class RichProgress:
 
         self.clock = clock
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(),
+            # The label holds the recipe's name: plain text (markup would also turn :x: into emoji).
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
             TextColumn("ep {task.fields[epoch]}"), TextColumn("step"), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}"),
             TimeRemainingColumn(), console=console, transient=False)
@@ -168,7 +202,7 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
         for i, plan in enumerate(plans, 1):
             r = plan.recipe
             if plan.skip:
-                console.print(f"[yellow]skip[/] {r.name} seed {r.seed}: {plan.skip}")
+                console.print(f"[yellow]skip[/] {escape(r.name)} seed {r.seed}: {escape(plan.skip)}")
                 rows.append((r, "skipped", summarize(plan.run.read_points()), plan.run))
                 continue
             if stop.requested:
@@ -179,8 +213,8 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
             if plan.resume:
                 step = latest_step(plan.run.path)
                 how = " (no checkpoint: from the start)" if step is None else f" (resuming from step {step})"
-            console.print(f"[bold]run {i}/{len(plans)}[/] {r.name} seed {r.seed}"
-                          f"{' (smoke)' if smoke else ''}{how} -> {plan.run.path}")
+            console.print(f"[bold]run {i}/{len(plans)}[/] {escape(r.name)} seed {r.seed}"
+                          f"{' (smoke)' if smoke else ''}{how} -> {escape(str(plan.run.path))}")
             try:
                 outcome = run_recipe(r, plan.run, smoke=smoke, progress=RichProgress(),
                                      resume=plan.resume, stop=stop)
@@ -190,17 +224,17 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
                 code = 2
                 continue
             except KeyboardInterrupt as e:
-                err.print(f"[yellow]interrupted[/]: {plan.run.path} keeps the points measured so far; "
-                          "continue it with --resume.")
+                err.print(f"[yellow]interrupted[/]: {escape(str(plan.run.path))} keeps the points "
+                          "measured so far; continue it with --resume.")
                 raise typer.Exit(exit_code(e)) from None
             finally:
                 plan.release()
             if outcome.status == "interrupted":
-                err.print(f"[yellow]interrupted[/]: {r.name} seed {r.seed}: {escape(outcome.message)} "
-                          f"({plan.run.path}).", highlight=False)
+                err.print(f"[yellow]interrupted[/]: {escape(r.name)} seed {r.seed}: "
+                          f"{escape(outcome.message)} ({escape(str(plan.run.path))}).", highlight=False)
                 code = outcome.exit_code or stop.exit_code
             elif outcome.status != "completed":
-                err.print(f"[bold red]{outcome.status}[/]: {r.name} seed {r.seed}: "
+                err.print(f"[bold red]{outcome.status}[/]: {escape(r.name)} seed {r.seed}: "
                           f"{escape(outcome.message)}", highlight=False)
                 code = max(code, 1)
             rows.append((r, outcome.status, summarize(outcome.points), plan.run))
@@ -220,8 +254,8 @@ def _print_summary(rows: list[SummaryRow]) -> None:
     for r, status, s, run in rows:
         t = "-" if s["train_time_s"] is None else f"{s['train_time_s']:.1f}s"
         color = {"completed": "green", "skipped": "yellow"}.get(status, "red")
-        table.add_row(r.name, str(r.seed), f"[{color}]{status}[/]", pct(s["final_acc"]),
-                      pct(s["best_acc"]), t, str(run.path))
+        table.add_row(escape(r.name), str(r.seed), f"[{color}]{status}[/]", pct(s["final_acc"]),
+                      pct(s["best_acc"]), t, escape(str(run.path)))
     console.print(table)
     console.print("Each run directory holds recipe.yaml, meta.json, points.csv, curve.png and (once "
                   "completed) model.pt.")
@@ -235,6 +269,7 @@ def validate(
         "--check-data", help="Also fail (exit 2) when a dataset's files are missing.")] = False,
 ) -> None:
     """Check recipe(s) fully without training; exit 2 on any problem."""
+<<<<<<< HEAD
     try:
         loaded = _load(recipes, set_)
     except InputError as e:
@@ -242,13 +277,30 @@ def validate(
     from trainbench.runner import check_data as find_missing_data  # imports torch: after loading
     for r in loaded:
         console.print(f"[green]ok[/] {r.source} ({r.name})", highlight=False)
+=======
+    from trainbench.recipe import load_recipe
+    from trainbench.runner import check_data as find_missing_data
+
+    loaded, failed = [], False
+    for p in recipes:  # each file judged alone: 'ok' or its own error block, in order
+        try:
+            r = load_recipe(p, set_ or ())
+        except InputError as e:
+            _print_error(InputError(_problems_of(p, e)))
+            failed = True
+            continue
+        loaded.append(r)
+        console.print(f"[green]ok[/] {escape(r.source)} ({escape(r.name)})", highlight=False)
+>>>>>>> wt-names
     try:
         find_missing_data(loaded)
     except InputError as e:
         if check_data:
             raise _fail(e) from None
-        err.print(f"[yellow]note:[/] the recipes are valid, but `run` would stop here: {escape(str(e))}",
-                  highlight=False)
+        err.print(f"[yellow]note:[/] {'also, ' if failed else 'the recipes are valid, but '}`run` "
+                  f"would stop here: {escape(str(e))}", highlight=False)
+    if failed:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -259,6 +311,7 @@ def show(
         "--lr-plot", help="Also draw the LR over the run, curve points marked (PNG/SVG).")] = None,
 ) -> None:
     """Print the fully resolved recipe (every default filled in), as `run` would use it."""
+    _check_plot_name("--lr-plot", lr_plot)
     try:
         (r,) = _load([recipe], set_)
     except InputError as e:
@@ -267,8 +320,8 @@ def show(
     if lr_plot is not None:
         from trainbench.plots import plot_lr_schedule
 
-        steps = plot_lr_schedule(r, lr_plot)
-        err.print(f"LR plot: {lr_plot} ({steps} steps)", highlight=False)
+        steps = _write_plot("--lr-plot", lr_plot, lambda p: plot_lr_schedule(r, p))
+        err.print(f"LR plot: {escape(str(lr_plot))} ({steps} steps)", highlight=False)
 
 
 @app.command()
@@ -321,11 +374,12 @@ def fidelity(
     name = m.name + (f"-vs-{base[0].name}" if base else "") + ("-smoke" if smoke else "")
     files = write_report(report, out / "fidelity" / name)
     _print_fidelity(report)
-    console.print("Written: " + ", ".join(str(f) for f in files), highlight=False)
+    console.print("Written: " + ", ".join(escape(str(f)) for f in files), highlight=False)
 
 
 def _print_fidelity(report: Any) -> None:
-    table = Table(title=f"fidelity: {report.recipe}" + (f" vs {report.baseline}" if report.baseline else ""))
+    title = f"fidelity: {report.recipe}" + (f" vs {report.baseline}" if report.baseline else "")
+    table = Table(title=escape(title))
     cols = ["point", "epoch", "reference acc", "cyclic acc", "gap (pp)", "ref time", "cyclic time"]
     if report.baseline:
         cols += ["ref gain (pp)", "cyclic gain (pp)"]
@@ -388,8 +442,7 @@ def compare(
     there is nothing to compare."""
     from trainbench.compare import compare as build
 
-    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
-        raise _fail(InputError(f"--plot {plot}: give a .png or .svg file name."))
+    _check_plot_name("--plot", plot)
     try:
         c = build(paths, baseline=baseline, target=target, x=x.value, metric=metric,
                   include_smoke=include_smoke)
@@ -400,11 +453,8 @@ def compare(
     if plot is not None:
         from trainbench.plots import plot_comparison
 
-        try:
-            plot_comparison(c, plot)
-        except OSError as e:
-            raise _fail(InputError(f"--plot {plot}: cannot write it ({e.strerror or e}).")) from None
-        err.print(f"plot: {plot}", highlight=False)
+        _write_plot("--plot", plot, lambda p: plot_comparison(c, p))
+        err.print(f"plot: {escape(str(plot))}", highlight=False)
 
 
 def _print_comparison(c: Any, fmt: str) -> None:
@@ -430,10 +480,10 @@ def _print_comparison(c: Any, fmt: str) -> None:
     else:
         headers, rows = cmp.display_table(c)
         metric = "accuracy" if c.metric == cmp.DEFAULT_METRIC else c.metric
-        table = Table(title=f"trainbench compare: {metric} vs {c.x}",
+        table = Table(title=escape(f"trainbench compare: {metric} vs {c.x}"),
                       box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for h in headers:
-            table.add_column(h.replace(" vs ", "\nvs "),
+            table.add_column(escape(h.replace(" vs ", "\nvs ")),
                              justify="left" if h in ("recipe", "runs", "device") else "right",
                              no_wrap=h == "n", overflow="fold")
         for r, row in zip(c.recipes, rows, strict=True):
@@ -473,7 +523,7 @@ def list_(what: Annotated[str, typer.Argument(
         table.add_column("what it is")
         table.add_column("parameters (defaults)")
         for name, help_, params in catalog(kind):
-            table.add_row(name, help_, params)
+            table.add_row(escape(name), escape(help_), escape(params))
         console.print(table)
 
 

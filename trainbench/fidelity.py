@@ -122,18 +122,18 @@ def write_report(report: FidelityReport, out: Path) -> list[Path]:
 
 
 def _plot(report: FidelityReport, path: Path) -> None:
-    from trainbench.plots import new_figure, save_figure
+    from trainbench.plots import legend_outside, log_x_axis, new_figure, save_figure
 
-    fig, ax = new_figure(figsize=(6.5, 4.2))
+    fig, ax = new_figure(figsize=(8.5, 4.2))
     ref_t = [r.ref_time_s for r in report.rows]
     ax.plot(ref_t, [100 * r.ref_acc for r in report.rows], "s--", label="reference (separate runs)")
     ax.plot([r.cyclic_time_s for r in report.rows], [100 * r.cyclic_acc for r in report.rows], "o-",
             label="cyclic (one run)")
-    ax.set_xscale("log")
+    log_x_axis(ax)
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{report.recipe}: gap {100 * report.avg_gap:+.2f} pp, cost ratio {report.cost_ratio:.2f}x")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right")
+    legend_outside(ax)
     fig.tight_layout()
     save_figure(fig, path)

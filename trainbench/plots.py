@@ -37,9 +37,27 @@ def save_figure(fig: Figure, path: Path, **savefig_kw: Any) -> None:
         plt.close(fig)
 
 
+def legend_outside(ax: Axes, **kw: Any) -> None:
+    """The legend right of the axes, where it can never hide a line or a point (inside,
+    any fixed corner covers data in some plot: a short LR schedule ends top right)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **kw)
+
+
+def log_x_axis(ax: Axes) -> None:
+    """A log x axis labelled in plain numbers (0.5, 2, 30) rather than 2x10^0."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2, 3, 5)))
+    ticks = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(ticks)
+    ax.xaxis.set_minor_formatter(ticks)
+    ax.tick_params(axis="x", which="minor", labelsize=8)
+
+
 def plot_run_curve(points: list[dict[str, float]], path: Path, title: str) -> None:
     """Test accuracy against training time; curve points (cycle/budget ends) marked."""
-    fig, ax = new_figure(figsize=(6, 4))
+    fig, ax = new_figure(figsize=(7.5, 4))
     t = [p["train_time_s"] for p in points]
     acc = [100 * p["test_acc"] for p in points]
     ax.plot(t, acc, "-", color="tab:blue", alpha=0.5, label="evaluations")
@@ -50,7 +68,7 @@ def plot_run_curve(points: list[dict[str, float]], path: Path, title: str) -> No
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    legend_outside(ax)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -66,7 +84,7 @@ def plot_lr_schedule(recipe: Recipe, path: Path) -> int:
         train_size = min(train_size, data["train_subset"])
     clock, sched = bound_schedule(recipe, train_size, smoke=False)
     lr = recipe["optimizer"]["lr"]
-    fig, ax = new_figure(figsize=(7, 3.5))
+    fig, ax = new_figure(figsize=(8.5, 3.5))
     ax.plot([clock.epoch(s) for s in range(sched.total)], [lr * sched.factor(s) for s in range(sched.total)],
             color="tab:blue", lw=1.2, label="LR per step")
     pts = sched.curve_points()
@@ -76,7 +94,7 @@ def plot_lr_schedule(recipe: Recipe, path: Path) -> int:
     ax.set_ylabel("learning rate")
     ax.set_title(f"{recipe.name}: {recipe['schedule']['name']} schedule, {sched.total} steps")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
+    legend_outside(ax)
     fig.tight_layout()
     save_figure(fig, path)
     return sched.total
@@ -88,8 +106,6 @@ def plot_comparison(c: Comparison, path: Path) -> None:
     points as a dashed step line, the target as a dotted line; log cost axis (linear for
     sparsity); the legend outside the axes. PNG or SVG, from ``path``'s suffix. A fraction
     metric (accuracy, ECE) is drawn in %, a loss as it is."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
-
     from trainbench.compare import X_NAMES
 
     scale = 100.0 if c.spec.fraction else 1.0
@@ -120,17 +136,12 @@ def plot_comparison(c: Comparison, path: Path) -> None:
         shown = f"{scale * c.target:g}{'%' if c.spec.fraction else ''}"
         ax.axhline(scale * c.target, ls=":", lw=1, color="grey", zorder=1, label=f"target {shown}")
     if c.log_x:
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2, 3, 5)))
-        ticks = FuncFormatter(lambda v, _: f"{v:g}")
-        ax.xaxis.set_major_formatter(ticks)
-        ax.xaxis.set_minor_formatter(ticks)
-        ax.tick_params(axis="x", which="minor", labelsize=8)
+        log_x_axis(ax)
     metric = "test accuracy" if c.metric == "test_acc" else c.metric
     ax.set_xlabel(X_NAMES[c.x] + (", log scale" if c.log_x else ""))
     ax.set_ylabel(f"{metric} (%)" if c.spec.fraction else metric)
     better = " (lower is better)" if c.lower_is_better else ""
     ax.set_title(f"{metric} vs {c.x}{better}: mean over seeds, band = min to max")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    legend_outside(ax, fontsize=8)
     save_figure(fig, path, bbox_inches="tight")

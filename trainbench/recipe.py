@@ -18,10 +18,12 @@ again to the same thing: the ``recipe.yaml`` of a run directory re-runs the run.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import reprlib
 import types
 import typing
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,8 +134,9 @@ class Problem:
 
 
 class RecipeError(InputError):
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], recipe_name: str | None = None) -> None:
         self.problems = list(problems)
+        self.recipe_name = recipe_name  # the recipe's (valid) name, for the CLI's error header
         n = len(self.problems)
         head = f"{n} problem{'s' if n > 1 else ''} in the recipe:"
         super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
@@ -435,6 +438,41 @@ def _external_model(chk: _Checker, raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+NAME_MAX_BYTES = 120  # fidelity's <name>-vs-<baseline>-smoke folder must fit 255 bytes
+
+
+def check_name(name: str) -> str | None:
+    """Why ``name`` cannot name a run folder, or None. The name is one path component
+    (``OUT/<name>/seed<S>``), so it must not leave ``--out`` or be read as something else;
+    any other character is fine (grid names like ``lr[lr=0.1,wd=0]`` included). Refused
+    rather than silently changed: the name is how ``compare`` groups seeds and finds
+    ``--baseline``, and two different names must never share a folder."""
+    problem = None
+    if not name:
+        problem = "is empty"
+    elif name in (".", ".."):
+        problem = "is a directory reference ('.' or '..')"
+    elif "/" in name or "\\" in name:
+        problem = "contains a path separator ('/' or '\\')"
+    elif any(unicodedata.category(ch) == "Cc" for ch in name):
+        problem = "contains a control character"
+    elif name.startswith("-"):
+        problem = "starts with '-' (shell commands would read it as an option)"
+    elif name != name.strip():
+        problem = "starts or ends with whitespace"
+    elif len(name.encode()) > NAME_MAX_BYTES:
+        problem = f"is {len(name.encode())} bytes long (at most {NAME_MAX_BYTES})"
+    if problem is None:
+        return None
+    unsafe = {"/", "\\"}
+    safe = "".join("-" if ch in unsafe or unicodedata.category(ch) == "Cc" else ch for ch in name)
+    safe = re.sub("-{2,}", "-", safe).strip().lstrip(".-").strip()
+    safe = safe.encode()[:NAME_MAX_BYTES].decode(errors="ignore").strip() or "my-run"
+    return (f"{problem}; a name is one folder name under --out (OUT/<name>/seed<S>): no '/' or "
+            f"'\\', no control characters, not '.' or '..', not starting with '-', at most "
+            f"{NAME_MAX_BYTES} bytes. Try name: {json.dumps(safe, ensure_ascii=False)}.")
+
+
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEVICE_HELP = "expected auto, cpu, cuda or cuda:N"
 
@@ -456,6 +494,11 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
         out.pop(s, None)
     if not out.get("name"):
         out["name"] = Path(source).stem
+        if problem := check_name(out["name"]):
+            chk.add((), f"the recipe's name defaults to its file name, which {problem} "
+                    "Set 'name:' in the recipe.")
+    elif problem := check_name(out["name"]):
+        chk.add(("name",), f"{out['name']!r} cannot name a run: it {problem}")
     if not DEVICE_RE.fullmatch(out.get("device", "auto")):
         chk.add(("device",), f"{DEVICE_HELP}, got {out['device']!r}.")
     if out.get("duration") is None:
@@ -516,7 +559,8 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
     if not chk.problems:  # the dataset's shape: what the model is built for, and the run's clock
         _dataset_checks(chk, out, source)
     if chk.problems:
-        raise RecipeError(chk.problems)
+        name = out.get("name")
+        raise RecipeError(chk.problems, name if isinstance(name, str) and not check_name(name) else None)
     return out
 
 

@@ -14,8 +14,8 @@ import json
 import math
 import os
 import platform
+import secrets
 import sys
-import tempfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -26,11 +26,27 @@ POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "lr", "train_loss",
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 
 
+def _new_temp_file(path: Path) -> tuple[int, Path]:
+    """A new, empty temporary file beside ``path``, opened for writing. Created with mode
+    0o666 like a plain ``open(path, "w")``, so the umask (and a folder's default ACL) decides
+    who may read it, as for points.csv; ``tempfile.mkstemp`` would make every result 0600,
+    unreadable to teammates. This needs no umask reading, which is process-wide and racy."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # another writer's temporary file: draw another name
+            continue
+    raise FileExistsError(f"no free temporary file name beside {path}")
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     """``write(f)`` into a temporary file beside ``path``, synced, then renamed over
     ``path``: readers see the old file or the new one, never half of one. On any failure
-    (a full disk, an interrupt) the temporary file is removed and ``path`` is untouched."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    (a full disk, an interrupt) the temporary file is removed and ``path`` is untouched.
+    The file gets the permissions a plain write would give it (umask applied)."""
+    fd, tmp = _new_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

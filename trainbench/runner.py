@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trainbench.checkpoint import latest_step
 from trainbench.errors import InputError
-from trainbench.recipe import Recipe
+from trainbench.recipe import Recipe, check_name
 from trainbench.results import RunDir
 from trainbench.runlock import RunLock, busy_message, is_locked
 
@@ -33,6 +33,10 @@ RESUMABLE = ("running", "interrupted", "failed")
 
 
 def run_dir_for(out: Path, recipe: Recipe, smoke: bool) -> RunDir:
+    """``OUT/<name>/seed<S>``, always inside ``out``. Recipes are checked when loaded; this
+    guards a Recipe built some other way from writing (or --force deleting) elsewhere."""
+    if problem := check_name(recipe.name):
+        raise InputError(f"{recipe.source}: name {recipe.name!r} cannot name a run: it {problem}")
     return RunDir(out / recipe.name / f"seed{recipe.seed}{'-smoke' if smoke else ''}")
 
 
