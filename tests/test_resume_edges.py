@@ -21,10 +21,11 @@ from trainbench.cli import app
 from trainbench.engine import run_recipe
 from trainbench.errors import InputError
 from trainbench.recipe import load_recipe
-from trainbench.results import RESERVE_NAME, PointsWriter, RunDir
+from trainbench.results import PointsWriter, RunDir
 
 ROOT = Path(__file__).parent.parent
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
+RESERVE = ".reserve"  # trainbench.results.RESERVE_NAME (a literal: these tests also run on old code)
 TINY = ["data.train_subset=128", "duration=2ep", "eval.every=1ep"]  # 2 steps per epoch
 runner = CliRunner()
 
@@ -72,7 +73,7 @@ def imagefolder_recipe(tmp_path: Path, data_root: Path) -> Path:
     recipe = tmp_path / "folder.yaml"
     recipe.write_text(f"extends: {QUICKSTART}\nname: folder\n"
                       f"data: {{dataset: imagefolder, root: {data_root}, image_size: 8, batch_size: 4}}\n"
-                      "model: {name: small_cnn, width: 8}\nduration: 1ep\neval: {every: null}\n")
+                      "model: {name: small_cnn, width: 8}\nduration: 2ep\neval: {every: null}\n")
     return recipe
 
 
@@ -110,7 +111,7 @@ def test_a_resumed_run_that_meets_bad_input_stays_as_it_was(tmp_path: Path, stop
     with pytest.raises(InputError, match="refusing to load"):
         run_recipe(recipe, run, resume=True)
     assert run.read_meta() == before  # still 'interrupted', no resumption recorded
-    assert not (run.path / RESERVE_NAME).exists()
+    assert not (run.path / RESERVE).exists()
 
 
 # --- "a different recipe": which fields, and device auto ---
@@ -230,7 +231,7 @@ def test_a_disk_at_zero_bytes_still_records_the_run_as_failed(tmp_path: Path,
     assert run_recipe(load_recipe(QUICKSTART, CKPT), run).status == "failed"
     meta = run.read_meta()
     assert meta["status"] == "failed" and meta["message"].startswith("the disk is full")
-    assert not (run.path / RESERVE_NAME).exists()  # spent on that last write
+    assert not (run.path / RESERVE).exists()  # spent on that last write
 
 
 # --- resume leftovers, directories without meta.json, budgets ---
@@ -283,10 +284,12 @@ def test_resume_of_an_interrupted_run_without_meta_json_is_refused(tmp_path: Pat
 
 
 def test_budgets_resume_says_what_it_keeps_and_where_it_continues(tmp_path: Path, stop_after: type) -> None:
-    items = ["data.train_subset=512", "schedule.name=cyclic", "schedule.t0=1ep", "schedule.t_mult=2",
-             "schedule.cycles=2", "curve.mode=budgets", "eval.every=null"]  # budgets of 2 and 4 epochs
+    # Budgets of 2 and 4 epochs of 2 steps; stopped at step 3 of budget 2 (stop is also asked
+    # once before each budget).
+    items = ["data.train_subset=128", "schedule.name=cyclic", "schedule.t0=1ep", "schedule.t_mult=2",
+             "schedule.cycles=2", "curve.mode=budgets", "eval.every=null"]
     run = RunDir(tmp_path / "quickstart" / "seed0")
-    out = run_recipe(load_recipe(QUICKSTART, items), run, stop=stop_after(2 * 8 + 8 + 5))  # in budget 2
+    out = run_recipe(load_recipe(QUICKSTART, items), run, stop=stop_after(1 + 4 + 1 + 3))
     assert out.status == "interrupted"
     step = checkpoint.latest_step(run.path / "budget2")
     assert step is not None
