@@ -283,7 +283,9 @@ def test_resume_of_an_interrupted_run_without_meta_json_is_refused(tmp_path: Pat
     assert result.exit_code == 2 and "checkpoints/" in result.output, result.output
 
 
-def test_budgets_resume_says_what_it_keeps_and_where_it_continues(tmp_path: Path, stop_after: type) -> None:
+@pytest.mark.parametrize("device", [[], ["--device", "cpu"]], ids=["same", "auto-then-cpu"])
+def test_budgets_resume_says_what_it_keeps_and_where_it_continues(tmp_path: Path, stop_after: type,
+                                                                  device: list[str]) -> None:
     # Budgets of 2 and 4 epochs of 2 steps; stopped at step 3 of budget 2 (stop is also asked
     # once before each budget).
     items = ["data.train_subset=128", "schedule.name=cyclic", "schedule.t0=1ep", "schedule.t_mult=2",
@@ -294,7 +296,7 @@ def test_budgets_resume_says_what_it_keeps_and_where_it_continues(tmp_path: Path
     step = checkpoint.latest_step(run.path / "budget2")
     assert step is not None
     b1_end = (run.path / "budget1" / "meta.json").stat().st_mtime_ns
-    result = run_cli(tmp_path, "--resume", "--device", "cpu", items=items)  # ran as device: auto
+    result = run_cli(tmp_path, "--resume", *device, items=items)  # it ran as device: auto
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
     assert f"(resuming: 1 of 2 budget runs completed, continuing budget 2 from step {step})" in flat
