@@ -147,6 +147,7 @@ def test_a_run_made_on_another_device_type_is_a_different_recipe(tmp_path: Path)
     run.update_meta(device_type="cpu")
     assert run.holds(load_recipe(QUICKSTART, ["device=cpu"]).to_yaml(), "cpu")
     assert not run.holds(load_recipe(QUICKSTART, ["device=cuda:1"]).to_yaml(), "cuda")
+    assert not run.holds(load_recipe(QUICKSTART, ["device=cpu"]).to_yaml())  # no type: as written
 
 
 # --- full disks ---

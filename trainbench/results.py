@@ -217,11 +217,11 @@ class RunDir:
             return None
         return None if spec == "auto" else spec.partition(":")[0]
 
-    def changes(self, recipe_yaml: str, device_type: str | None) -> list[str]:
+    def changes(self, recipe_yaml: str, device_type: str | None = None) -> list[str]:
         """How the run here differs from ``recipe_yaml`` run on a ``device_type`` device, one
         ``field: old -> new`` line per field; [] when it is the same run. The device counts by
         the type it resolves to (``auto`` that gave a CPU equals ``cpu``; ``cuda`` equals
-        ``cuda:1``), from what the run recorded; None: devices are not compared."""
+        ``cuda:1``), from what the run recorded; without ``device_type``, as written."""
         try:
             old = yaml.safe_load(self.recipe_path.read_text())
         except (OSError, yaml.YAMLError):
@@ -229,15 +229,17 @@ class RunDir:
         if not isinstance(old, dict):
             return [f"{self.recipe_path.name}: missing or unreadable"]
         new = yaml.safe_load(recipe_yaml)
+        if device_type is None:
+            return recipe_changes(old, new)
         out = recipe_changes(old, new, ignore=("device",))
         ran = self.ran_on()
-        if device_type is not None and ran is not None and ran != device_type:
+        if ran is not None and ran != device_type:
             spec = new.get("device", "auto")
             here = f" ('{spec}' here)" if spec != device_type else ""
             out.insert(0, f"device: {ran} -> {device_type}{here}")
         return out
 
-    def holds(self, recipe_yaml: str, device_type: str | None) -> bool:
+    def holds(self, recipe_yaml: str, device_type: str | None = None) -> bool:
         """Whether this run directory ran this resolved recipe (see :meth:`changes`)."""
         return not self.changes(recipe_yaml, device_type)
 
