@@ -83,4 +83,23 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
 
 
 def _completed(sub_run: RunDir, sub: Recipe) -> bool:
-    return sub_run.status() == "completed" and sub_run.holds(sub.to_yaml()) and bool(sub_run.read_points())
+    from trainbench.engine import device_type
+
+    return (sub_run.status() == "completed" and sub_run.holds(sub.to_yaml(), device_type(sub["device"]))
+            and bool(sub_run.read_points()))
+
+
+def resume_note(recipe: Recipe, run: RunDir) -> str:
+    """What resuming this budgets run does, in words: which budget runs it keeps and where the
+    first unfinished one continues (as :func:`run_budgets` will)."""
+    from trainbench.checkpoint import latest_step
+
+    subs = budget_recipes(recipe)
+    for k, sub in enumerate(subs, 1):
+        sub_run = RunDir(run.path / f"budget{k}")
+        if _completed(sub_run, sub):
+            continue
+        step = latest_step(sub_run.path) if sub_run.exists() else None
+        where = f"from step {step}" if step is not None else "from its start (no checkpoint)"
+        return f"resuming: {k - 1} of {len(subs)} budget runs completed, continuing budget {k} {where}"
+    return f"resuming: all {len(subs)} budget runs completed, collecting their points"

@@ -14,6 +14,7 @@ only, never arbitrary pickled objects. A file that needs more is refused.
 from __future__ import annotations
 
 import contextlib
+import io
 import pickle
 import random
 import re
@@ -111,13 +112,29 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --- writing and reading ---
 
 
+def serialized(obj: Any) -> memoryview:
+    """``torch.save(obj)``'s bytes, made in memory (one more copy of the state, briefly).
+    Written to a file in one plain write, a full disk then raises the OSError (ENOSPC) it is:
+    torch.save writing into the file itself masks it as "RuntimeError: [enforce fail at
+    inline_container.cc...] unexpected pos"."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getbuffer()
+
+
+def save_file(path: Path, obj: Any) -> None:
+    """``obj`` saved with torch.save into ``path``, atomically (see :func:`serialized`)."""
+    data = serialized(obj)
+    atomic_write(path, lambda f: f.write(data))
+
+
 def save(run_path: Path, step: int, payload: dict[str, Any], keep: int) -> Path:
     """Write ``payload`` as the checkpoint of ``step`` atomically, then drop all but the
     newest ``keep``. A failure (e.g. a full disk) leaves the earlier checkpoints as they were."""
     d = checkpoint_dir(run_path)
     d.mkdir(exist_ok=True)
     path = d / f"step{step:08d}.pt"
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, "step": step, **payload}, f))
+    save_file(path, {"format": FORMAT, "step": step, **payload})
     for _, old in list_checkpoints(run_path)[:-keep]:
         old.unlink(missing_ok=True)
     return path

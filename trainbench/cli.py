@@ -192,10 +192,9 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
     """Run the plans in order; a failed run does not stop the others, an interrupt (Ctrl-C,
     SIGTERM) stops them all. Returns the summary rows and the exit code (2 bad input, 1 a run
     failed or diverged, 0 all completed). An interrupt exits with 128 + the signal's number."""
-    from trainbench.checkpoint import latest_step
     from trainbench.engine import run_recipe
     from trainbench.interrupts import StopSignal, exit_code
-    from trainbench.runner import summarize
+    from trainbench.runner import resume_note, summarize
 
     rows, code = [], 0
     with StopSignal() as stop:
@@ -209,10 +208,7 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
                 rows.append((r, "not run", summarize([]), plan.run))
                 plan.release()
                 continue
-            how = ""
-            if plan.resume:
-                step = latest_step(plan.run.path)
-                how = " (no checkpoint: from the start)" if step is None else f" (resuming from step {step})"
+            how = f" ({escape(resume_note(plan))})" if plan.resume else ""
             console.print(f"[bold]run {i}/{len(plans)}[/] {escape(r.name)} seed {r.seed}"
                           f"{' (smoke)' if smoke else ''}{how} -> {escape(str(plan.run.path))}")
             try:

@@ -22,7 +22,9 @@ import contextlib
 import dataclasses
 import errno
 import math
+import os
 import random
+import shutil
 import signal
 import time
 import traceback
@@ -47,7 +49,8 @@ from trainbench.models import build_model
 from trainbench.optim import build_optimizer
 from trainbench.recipe import Recipe
 from trainbench.registry import instantiate
-from trainbench.results import POINT_COLUMNS, RunDir, atomic_write
+from trainbench.results import POINT_COLUMNS, RESERVE_NAME, RunDir, read_points
+from trainbench.runlock import LOCK_NAME
 from trainbench.schedules import Schedule, build_schedule
 from trainbench.smoke import BATCH_SIZE as SMOKE_BATCH_SIZE
 from trainbench.smoke import smoke_clock, smoke_data
@@ -90,6 +93,12 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
+def device_type(spec: str) -> str:
+    """'cpu' or 'cuda': what a recipe's ``device`` resolves to here, availability unchecked
+    (part of a run's identity; ``auto`` is the one spec that depends on the machine)."""
+    return resolve_device(spec).type if spec == "auto" else spec.partition(":")[0]
+
+
 def device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
@@ -130,11 +139,17 @@ def make_clock(recipe: Recipe, train_size: int, smoke: bool) -> Clock:
     if smoke:
         return smoke_clock(recipe["duration"], bs, train_size)
     spe = train_size // bs
-    if spe < 1:
-        raise InputError(f"data.batch_size: {bs} is larger than the training set "
-                         f"({train_size} images); lower it.")
+    if problem := batch_problem(bs, train_size):
+        raise InputError(problem)
     total = Clock(spe, bs).steps(recipe["duration"], at_least_one=True)
     return Clock(spe, bs, total)
+
+
+def batch_problem(batch_size: int, train_size: int) -> str | None:
+    if batch_size > train_size:
+        return (f"data.batch_size: {batch_size} is larger than the training set ({train_size} "
+                "images); lower it.")
+    return None
 
 
 def bound_schedule(recipe: Recipe, train_size: int, smoke: bool) -> tuple[Clock, Schedule]:
@@ -199,15 +214,23 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
 
     ``resume``: continue the run in ``run`` from its last checkpoint (from the start if it
     has none). ``stop``: polled after every step; when set, a checkpoint is written and the
-    run ends ``interrupted``. Bad input (InputError) propagates after the run is marked
-    failed; any other error marks the run failed with its traceback in ``error.log`` and
-    returns; what was written before stays valid."""
-    meta = {"name": recipe.name, "seed": recipe.seed, "smoke": smoke, "recipe_source": recipe.source}
-    if resume and run.exists():
+    run ends ``interrupted``. Bad input (InputError) propagates and leaves nothing behind:
+    a fresh start that measured nothing removes what it wrote (the corrected command starts
+    cleanly), a resumed run gets its meta.json back as it was (the corrected command resumes
+    it); past that, the run is marked failed. Any other error marks the run failed with its
+    traceback in ``error.log`` and returns; what was written before stays valid."""
+    dev = resolve_device(recipe["device"])  # no such device: bad input before anything is written
+    meta = {"name": recipe.name, "seed": recipe.seed, "smoke": smoke, "recipe_source": recipe.source,
+            "device_type": dev.type}
+    resuming = resume and run.exists()
+    if resuming:
+        meta_before = run.read_meta()
         run.resume(meta, from_step=checkpoint.latest_step(run.path))
     else:
+        before = set(os.listdir(run.path)) if run.path.is_dir() else set()
         checkpoint.remove_all(run.path)  # a fresh start never resumes an earlier attempt's state
         run.start(recipe.to_yaml(), meta)
+    run.make_reserve()  # so that a full disk cannot keep the run's end out of meta.json
     if recipe["curve"]["mode"] == "budgets":
         from trainbench.budgets import run_budgets as run_fn
     else:
@@ -221,7 +244,14 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
             else "no checkpoint yet: --resume starts it over"))
         raise
     except InputError as e:
-        _record_end(run, "failed", str(e))
+        if resuming:  # the run stays as it was: the corrected command resumes it
+            with contextlib.suppress(OSError):
+                run.restore_meta(meta_before)
+            run.release_reserve()
+        elif not _measured(run):  # the corrected command starts as if this never ran
+            _discard_attempt(run, before)
+        else:
+            _record_end(run, "failed", str(e))
         raise
     except Exception as e:  # a bug or a runtime error: keep what was measured, report, go on
         outcome = Outcome("failed", run.read_points(), _failure_message(e, run))
@@ -238,9 +268,37 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     return outcome
 
 
+# What a fresh start writes at the top of its run directory, replacing an earlier run's.
+ATTEMPT_FILES = frozenset({"recipe.yaml", "meta.json", "points.csv", "curve.png", "model.pt",
+                           "error.log", checkpoint.DIRNAME, RESERVE_NAME})
+
+
+def _measured(run: RunDir) -> bool:
+    """Whether the run (or one of its budget runs) has trained: points, checkpoints, weights."""
+    dirs = [run.path, *(p for p in run.path.iterdir() if p.is_dir())] if run.path.is_dir() else []
+    return any(read_points(d / "points.csv") or checkpoint.list_checkpoints(d)
+               or (d / "model.pt").exists() for d in dirs)
+
+
+def _discard_attempt(run: RunDir, before: set[str]) -> None:
+    """Remove what a fresh start wrote before it stopped on bad input: its own files and
+    whatever appeared since (budget runs); anything else that was there stays, and so does the
+    planner's ``.lock`` (its holder removes it); an emptied directory goes. After ``--force``,
+    the replaced run's files were already gone or overwritten: the directory then holds no run."""
+    with contextlib.suppress(OSError):
+        for name in set(os.listdir(run.path)) - (before - ATTEMPT_FILES) - {LOCK_NAME}:
+            p = run.path / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        run.path.rmdir()  # only if empty
+
+
 def _failure_message(e: Exception, run: RunDir) -> str:
-    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-        return (f"the disk is full ({e.filename or run.path}): the run stopped; what was written "
+    full = _disk_full(e)
+    if full is not None:
+        return (f"the disk is full ({full.filename or run.path}): the run stopped; what was written "
                 "before it (complete points.csv rows, meta.json, earlier checkpoints if any) is "
                 "intact. Free space, then continue with --resume.")
     try:
@@ -251,11 +309,25 @@ def _failure_message(e: Exception, run: RunDir) -> str:
     return f"{type(e).__name__}: {e}{where}"
 
 
+def _disk_full(e: BaseException | None) -> OSError | None:
+    """The ENOSPC OSError behind ``e``, if any: a library that catches it may raise its own
+    error instead (torch's "unexpected pos"), with the OSError as its context."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _record_end(run: RunDir, status: str, message: str) -> None:
-    """Best effort: if even meta.json cannot be written (full disk), it keeps its last
-    complete version (atomic writes) and the status is reported on the terminal only."""
+    """Best effort: on a full disk, meta.json is written in the space of the run's reserve
+    (RunDir.update_meta); if even that fails it keeps its last complete version (atomic
+    writes) and the status is reported on the terminal only."""
     with contextlib.suppress(OSError):
         run.update_meta(status=status, message=message)
+    run.release_reserve()
 
 
 def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progress | None = None,
@@ -467,4 +539,4 @@ class Resumable:
 def save_model(model: nn.Module, path: Path) -> None:
     """The final weights as a plain state_dict (load with ``torch.load(weights_only=True)``),
     written atomically."""
-    atomic_write(path, lambda f: torch.save(model.state_dict(), f))
+    checkpoint.save_file(path, model.state_dict())

@@ -7,8 +7,10 @@ interrupted run keeps every point it measured; readers skip a torn last line.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import errno
 import io
 import json
 import math
@@ -21,9 +23,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
+
 POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "lr", "train_loss", "test_loss",
                  "test_acc", "test_ece", "curve")
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+RESERVE_NAME = ".reserve"  # see RunDir.update_meta: space set aside to record a run's end
+RESERVE_BYTES = 64 * 1024
+MAX_CHANGES_SHOWN = 6
 
 
 def _new_temp_file(path: Path) -> tuple[int, Path]:
@@ -119,6 +126,16 @@ class RunDir:
     def exists(self) -> bool:
         return self.meta_path.exists()
 
+    def contents(self) -> list[str]:
+        """What the directory holds, hidden entries (the lock, temporary files, the reserve)
+        aside; folders end in '/'. Without meta.json, anything here is not a run trainbench
+        can account for (e.g. a run whose meta.json was deleted)."""
+        try:
+            return sorted(p.name + ("/" if p.is_dir() else "") for p in self.path.iterdir()
+                          if not p.name.startswith("."))
+        except OSError:
+            return []
+
     def start(self, recipe_yaml: str, meta: dict[str, Any]) -> None:
         """Create the directory afresh: recipe, meta with status 'running', no points."""
         self.path.mkdir(parents=True, exist_ok=True)
@@ -130,13 +147,36 @@ class RunDir:
         atomic_write_text(self.meta_path, json.dumps(self._meta, indent=2) + "\n")
 
     def resume(self, meta: dict[str, Any], from_step: int | None) -> None:
-        """Reopen an unfinished run: status back to 'running', the resumption recorded."""
+        """Reopen an unfinished run: status back to 'running', the resumption recorded, the
+        previous attempt's error.log dropped (it no longer describes the run)."""
         self._meta = self.read_meta()
         resumed = [*self._meta.get("resumed", []), {"time": now(), "from_step": from_step,
                    "status_was": self._meta.get("status"), "command": " ".join(sys.argv)}]
         self._meta.update(meta, status="running", end_time=None, message="", resumed=resumed,
                           versions=versions())
         atomic_write_text(self.meta_path, json.dumps(self._meta, indent=2) + "\n")
+        (self.path / "error.log").unlink(missing_ok=True)
+
+    def restore_meta(self, meta: dict[str, Any]) -> None:
+        """Put back meta.json as it was (a resumption that stopped on bad input)."""
+        self._meta = dict(meta)
+        atomic_write_text(self.meta_path, json.dumps(self._meta, indent=2) + "\n")
+
+    def make_reserve(self) -> None:
+        """Set aside a little disk space (random bytes: really allocated, even on compressing
+        filesystems) that :meth:`update_meta` frees when a full disk would otherwise keep the
+        run's end out of meta.json. Best effort: without it, the end status may not be written."""
+        reserve = self.path / RESERVE_NAME
+        with contextlib.suppress(OSError):
+            if not reserve.exists() or reserve.stat().st_size < RESERVE_BYTES:
+                with reserve.open("wb") as f:
+                    f.write(os.urandom(RESERVE_BYTES))
+                    f.flush()
+                    os.fsync(f.fileno())
+
+    def release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.path / RESERVE_NAME).unlink(missing_ok=True)
 
     def rewrite_points(self, columns: list[str], rows: list[dict[str, Any]]) -> None:
         """Replace points.csv (atomically) with ``rows``: a resumed run drops what was
@@ -149,12 +189,22 @@ class RunDir:
         atomic_write_text(self.points_path, buf.getvalue())
 
     def update_meta(self, **fields: Any) -> None:
+        """Merge ``fields`` into meta.json (atomically). Recording the end of a run on a full
+        disk frees the directory's reserve (see :meth:`make_reserve`) and writes again."""
         if not hasattr(self, "_meta"):
             self._meta = self.read_meta()
         self._meta.update(fields)
-        if fields.get("status") not in (None, "running"):
+        ending = fields.get("status") not in (None, "running")
+        if ending:
             self._meta["end_time"] = now()
-        atomic_write_text(self.meta_path, json.dumps(self._meta, indent=2) + "\n")
+        text = json.dumps(self._meta, indent=2) + "\n"
+        try:
+            atomic_write_text(self.meta_path, text)
+        except OSError as e:
+            if not (ending and e.errno == errno.ENOSPC and (self.path / RESERVE_NAME).exists()):
+                raise
+            self.release_reserve()
+            atomic_write_text(self.meta_path, text)
 
     def read_meta(self) -> dict[str, Any]:
         return json.loads(self.meta_path.read_text())
@@ -166,18 +216,84 @@ class RunDir:
         except (OSError, ValueError):
             return "unreadable"
 
-    def holds(self, recipe_yaml: str) -> bool:
-        """Whether this run directory ran exactly this resolved recipe."""
+    def ran_on(self) -> str | None:
+        """The device type ('cpu', 'cuda') the run here resolved its device to, if known:
+        meta.json's ``device_type``, else its device name, else a concrete recipe device."""
         try:
-            return self.recipe_path.read_text() == recipe_yaml
-        except OSError:
-            return False
+            meta = self.read_meta()
+        except (OSError, ValueError):
+            meta = {}
+        if meta.get("device_type"):
+            return str(meta["device_type"])
+        if isinstance(meta.get("device"), str) and meta["device"]:  # runs recorded before device_type
+            return "cpu" if meta["device"].startswith("cpu") else "cuda"
+        try:
+            spec = str((yaml.safe_load(self.recipe_path.read_text()) or {}).get("device", "auto"))
+        except (OSError, yaml.YAMLError, AttributeError):
+            return None
+        return None if spec == "auto" else spec.partition(":")[0]
+
+    def changes(self, recipe_yaml: str, device_type: str | None = None) -> list[str]:
+        """How the run here differs from ``recipe_yaml`` run on a ``device_type`` device, one
+        ``field: old -> new`` line per field; [] when it is the same run. The device counts by
+        the type it resolves to (``auto`` that gave a CPU equals ``cpu``; ``cuda`` equals
+        ``cuda:1``), from what the run recorded; without ``device_type``, as written."""
+        try:
+            old = yaml.safe_load(self.recipe_path.read_text())
+        except (OSError, yaml.YAMLError):
+            old = None
+        if not isinstance(old, dict):
+            return [f"{self.recipe_path.name}: missing or unreadable"]
+        new = yaml.safe_load(recipe_yaml)
+        if device_type is None:
+            return recipe_changes(old, new)
+        out = recipe_changes(old, new, ignore=("device",))
+        ran = self.ran_on()
+        if ran is not None and ran != device_type:
+            spec = new.get("device", "auto")
+            here = f" ('{spec}' here)" if spec != device_type else ""
+            out.insert(0, f"device: {ran} -> {device_type}{here}")
+        return out
+
+    def holds(self, recipe_yaml: str, device_type: str | None = None) -> bool:
+        """Whether this run directory ran this resolved recipe (see :meth:`changes`)."""
+        return not self.changes(recipe_yaml, device_type)
 
     def points_writer(self, columns: list[str]) -> PointsWriter:
         return PointsWriter(self.points_path, columns)
 
     def read_points(self) -> list[dict[str, float]]:
         return read_points(self.points_path)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"a.b.c": leaf}``; an empty mapping is a leaf of its own."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def recipe_changes(old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """``field: old -> new`` for every leaf that differs between two resolved recipes
+    (values as JSON, so 1, 1.0 and true differ as they do in YAML)."""
+    a, b = flatten(old), flatten(new)
+
+    def show(d: dict[str, Any], k: str) -> str:
+        return json.dumps(d[k], default=str) if k in d else "(absent)"
+
+    out = []
+    for k in [*a, *(k for k in b if k not in a)]:
+        if k in ignore or show(a, k) == show(b, k):
+            continue
+        other = b if k in a else a  # `methods: {}` on one side, `methods.x.y` on the other
+        if {} in (a.get(k), b.get(k)) and any(o.startswith(k + ".") for o in other):
+            continue
+        out.append(f"{k}: {show(a, k)} -> {show(b, k)}")
+    return out
 
 
 def _parse(v: str) -> float:

@@ -12,7 +12,9 @@ from trainbench.checkpoint import latest_step
 from trainbench.errors import InputError
 from trainbench.recipe import Recipe, check_name
 from trainbench.results import RunDir
-from trainbench.runlock import RunLock, busy_message, is_locked
+from trainbench.runlock import LOCK_NAME, RunLock, busy_message, is_locked
+
+MAX_CHANGES_SHOWN = 6  # lines of a "different recipe" refusal
 
 
 @dataclass
@@ -22,11 +24,27 @@ class PlannedRun:
     skip: str = ""  # why this run is skipped, if it is
     resume: bool = False  # continue the unfinished run in ``run`` from its last checkpoint
     lock: RunLock | None = None  # held from planning until the run ends
+    created: Path | None = None  # the outermost folder planning created for the run, if any
 
     def release(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+        """Unlock the run; a run directory left holding nothing but the lock (the run stopped
+        on bad input, or never started) is removed, with the folders planning made for it."""
+        if self.lock is None:
+            return
+        path = self.run.path
+        empty = {p.name for p in path.iterdir()} == {LOCK_NAME} if path.is_dir() else False
+        if empty:  # still ours: a process opening the lock now is refused, as when we held it
+            (path / LOCK_NAME).unlink(missing_ok=True)
+        self.lock.release()
+        self.lock = None
+        while empty and self.created is not None:
+            try:
+                path.rmdir()  # only if nothing else appeared meanwhile
+            except OSError:
+                break
+            if path == self.created:
+                break
+            path = path.parent
 
 
 RESUMABLE = ("running", "interrupted", "failed")
@@ -48,10 +66,12 @@ def seeds_for(recipe: Recipe, seeds: int | None, seed: int | None) -> list[int]:
 def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
               seed: int | None = None, smoke: bool = False, force: bool = False,
               resume: bool = False) -> list[PlannedRun]:
-    """Recipes x seeds -> run directories, checked before anything trains: a completed run
-    of the same recipe is skipped (``force``: run again), an unfinished one is continued
-    with ``resume`` and refused otherwise, a directory another process writes is refused.
-    The runs to train are locked on return; bad input raises InputError (exit 2)."""
+    """Recipes x seeds -> run directories, checked before anything trains or is written: a
+    completed run of the same recipe is skipped (``force``: run again), an unfinished one is
+    continued with ``resume`` and refused otherwise; a directory another process writes, or
+    one with files but no meta.json, is refused; so are a device this machine lacks, a batch
+    larger than the training set and missing data. The runs to train are locked on return;
+    bad input raises InputError (exit 2)."""
     if force and resume:
         raise InputError("--force starts runs over and --resume continues them: give one of the two.")
     plans, problems, seen = [], [], set()
@@ -71,12 +91,23 @@ def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
                 problem = _existing(plan, resume)
                 if problem:
                     problems.append(problem)
+            elif not run.exists() and not force and (found := run.contents()):
+                problems.append(_foreign_message(run, found))
             plans.append(plan)
     if problems:
         raise InputError("\n".join(problems))
-    _check_writable(out)
+    to_run = [p.recipe for p in plans if not p.skip]
+    problems = startup_problems(to_run, smoke)
     if not smoke:  # smoke runs stand in synthetic data for missing files
-        check_data([p.recipe for p in plans if not p.skip])
+        try:
+            check_data(to_run)
+        except InputError as e:
+            problems.append(str(e))
+    if problems:
+        raise InputError("\n".join(problems))
+    for p in plans:
+        p.created = _outermost_missing(p.run.path)
+    _check_writable(out)
     locked: list[PlannedRun] = []
     try:
         for p in plans:
@@ -93,11 +124,19 @@ def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
 def _existing(plan: PlannedRun, resume: bool) -> str:
     """What to do with a run directory that already holds a run (sets ``plan.skip`` or
     ``plan.resume``); a problem message if it cannot be used."""
+    from trainbench.engine import device_type
+
     run, r = plan.run, plan.recipe
     status = run.status()
-    if not run.holds(r.to_yaml()):
-        return (f"{run.path} holds a run of a different recipe (its recipe.yaml differs from "
-                f"'{r.source}' as resolved now). Use --force to replace it, or another --out.")
+    changes = run.changes(r.to_yaml(), device_type(r["device"]))
+    if changes:
+        shown = changes[:MAX_CHANGES_SHOWN]
+        if len(changes) > len(shown):
+            shown.append(f"... and {len(changes) - len(shown)} more")
+        return (f"{run.path} holds a run of a different recipe: its recipe.yaml differs from "
+                f"'{r.source}' as resolved now (its value -> now):\n"
+                + "".join(f"    {c}\n" for c in shown)
+                + "  Use --force to replace it, or another --out.")
     if status == "completed":
         plan.skip = f"already completed in {run.path} (use --force to run it again)"
         return ""
@@ -115,6 +154,53 @@ def _existing(plan: PlannedRun, resume: bool) -> str:
     return (f"{run.path} already holds a run with status '{status}'"
             + (", which --resume cannot continue" if resume else "")
             + ". Use --force to start it over, or another --out.")
+
+
+def _foreign_message(run: RunDir, found: list[str]) -> str:
+    listed = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+    return (f"{run.path} holds {listed} but no meta.json, so trainbench cannot tell what ran "
+            "there or whether it finished (was meta.json deleted?). Use --force to replace it "
+            "with a new run, or another --out.")
+
+
+def resume_note(plan: PlannedRun) -> str:
+    """What ``--resume`` does with the planned run, in words for the terminal."""
+    if plan.recipe["curve"]["mode"] == "budgets":
+        from trainbench.budgets import resume_note as budgets_note
+
+        return budgets_note(plan.recipe, plan.run)
+    step = latest_step(plan.run.path)
+    return "no checkpoint: from the start" if step is None else f"resuming from step {step}"
+
+
+def startup_problems(recipes: Sequence[Recipe], smoke: bool) -> list[str]:
+    """What would stop these runs as they start, found without loading any data: a device
+    this machine lacks, a batch larger than the training set (smoke runs shrink batches)."""
+    from trainbench.data import dataset_shape
+    from trainbench.engine import batch_problem, resolve_device
+
+    problems = []
+    for r in recipes:
+        try:
+            resolve_device(r["device"])
+        except InputError as e:
+            problems.append(f"{r.source}: {e}")
+        d = r["data"]
+        if smoke:
+            continue
+        n = dataset_shape(d["dataset"], d).train_size  # 0: files not found (check_data says so)
+        n = min(n, d["train_subset"] or n)
+        if n and (problem := batch_problem(d["batch_size"], n)):
+            problems.append(f"{r.source}: {problem}")
+    return list(dict.fromkeys(problems))
+
+
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet, if any."""
+    top = None
+    while not path.exists() and path != path.parent:
+        top, path = path, path.parent
+    return top
 
 
 MIN_FREE_BYTES = 64 * 2**20  # below this, checkpoints and points would soon fail to write
