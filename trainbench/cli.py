@@ -265,17 +265,7 @@ def validate(
         "--check-data", help="Also fail (exit 2) when a dataset's files are missing.")] = False,
 ) -> None:
     """Check recipe(s) fully without training; exit 2 on any problem."""
-<<<<<<< HEAD
-    try:
-        loaded = _load(recipes, set_)
-    except InputError as e:
-        raise _fail(e) from None
-    from trainbench.runner import check_data as find_missing_data  # imports torch: after loading
-    for r in loaded:
-        console.print(f"[green]ok[/] {r.source} ({r.name})", highlight=False)
-=======
     from trainbench.recipe import load_recipe
-    from trainbench.runner import check_data as find_missing_data
 
     loaded, failed = [], False
     for p in recipes:  # each file judged alone: 'ok' or its own error block, in order
@@ -287,7 +277,10 @@ def validate(
             continue
         loaded.append(r)
         console.print(f"[green]ok[/] {escape(r.source)} ({escape(r.name)})", highlight=False)
->>>>>>> wt-names
+    if not loaded:
+        raise typer.Exit(2)
+    from trainbench.runner import check_data as find_missing_data  # imports torch: after loading
+
     try:
         find_missing_data(loaded)
     except InputError as e:
