@@ -39,6 +39,7 @@ from torch import nn
 from trainbench import checkpoint
 from trainbench.data import DATASETS, ImageData
 from trainbench.data.loader import DeviceData
+from trainbench.data.subset import subset_split
 from trainbench.errors import InputError
 from trainbench.interrupts import StopSignal
 from trainbench.methods import Method, TrainState, build_methods
@@ -119,9 +120,9 @@ def load_data(recipe: Recipe, smoke: bool) -> tuple[ImageData, int, bool]:
         data, synthetic = smoke_data(section, recipe.seed)
         return data, dataset_shape(section["dataset"], section).train_size, synthetic
     data = instantiate(DATASETS.get(section["dataset"]), section)
-    n_train, n_test = section["train_subset"], section["test_subset"]  # None = all
-    data.train_x, data.train_y = data.train_x[:n_train], data.train_y[:n_train]
-    data.test_x, data.test_y = data.test_x[:n_test], data.test_y[:n_test]
+    # Class-stratified, with a fixed seed: the same images for every seed and recipe.
+    data.train_x, data.train_y = subset_split(data.train_x, data.train_y, section["train_subset"])
+    data.test_x, data.test_y = subset_split(data.test_x, data.test_y, section["test_subset"])
     return data, len(data.train_y), False
 
 
