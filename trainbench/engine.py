@@ -8,7 +8,8 @@ Performance rules followed here (each one measured in ``benchmarks/overhead.py``
 - the step loop never reads a device value on the host, except for a divergence check every
   ``DIVERGENCE_CHECK_EVERY`` steps and at evaluation points;
 - ``train_time_s`` is wall-clock time of the step loop only, synchronised with the device
-  before it is read, with evaluation, checkpoints and start-up excluded.
+  before it is read, with evaluation, checkpoints and start-up excluded (methods'
+  ``before_eval`` work, such as SWA's BatchNorm pass, is training and counts).
 
 Long runs: at checkpoint steps (:mod:`trainbench.checkpoint`) everything stateful is saved
 (:class:`Resumable`), and ``resume=True`` rebuilds the run, restores the newest checkpoint
@@ -359,6 +360,9 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
             is_ckpt = step < total and (stopping or ckpt.due(step))
             if not (is_eval or is_ckpt or step % DIVERGENCE_CHECK_EVERY == 0):
                 continue
+            if is_eval:  # on the training clock: e.g. SWA's BN pass is training work
+                for m in methods.values():
+                    m.before_eval(state)
             if is_eval or is_ckpt:
                 sync(dev)
                 loop.train_time += time.perf_counter() - t0
