@@ -8,7 +8,8 @@ Performance rules followed here (each one measured in ``benchmarks/overhead.py``
 - the step loop never reads a device value on the host, except for a divergence check every
   ``DIVERGENCE_CHECK_EVERY`` steps and at evaluation points;
 - ``train_time_s`` is wall-clock time of the step loop only, synchronised with the device
-  before it is read, with evaluation, checkpoints and start-up excluded.
+  before it is read, with evaluation, checkpoints and start-up excluded (methods'
+  ``before_eval`` work, such as SWA's BatchNorm pass, is training and counts).
 
 Long runs: at checkpoint steps (:mod:`trainbench.checkpoint`) everything stateful is saved
 (:class:`Resumable`), and ``resume=True`` rebuilds the run, restores the newest checkpoint
@@ -41,6 +42,7 @@ from torch import nn
 from trainbench import checkpoint
 from trainbench.data import DATASETS, ImageData
 from trainbench.data.loader import DeviceData
+from trainbench.data.subset import subset_split
 from trainbench.errors import InputError
 from trainbench.interrupts import StopSignal
 from trainbench.methods import Method, TrainState, build_methods
@@ -128,9 +130,9 @@ def load_data(recipe: Recipe, smoke: bool) -> tuple[ImageData, int, bool]:
         data, synthetic = smoke_data(section, recipe.seed)
         return data, dataset_shape(section["dataset"], section).train_size, synthetic
     data = instantiate(DATASETS.get(section["dataset"]), section)
-    n_train, n_test = section["train_subset"], section["test_subset"]  # None = all
-    data.train_x, data.train_y = data.train_x[:n_train], data.train_y[:n_train]
-    data.test_x, data.test_y = data.test_x[:n_test], data.test_y[:n_test]
+    # Class-stratified, with a fixed seed: the same images for every seed and recipe.
+    data.train_x, data.train_y = subset_split(data.train_x, data.train_y, section["train_subset"])
+    data.test_x, data.test_y = subset_split(data.test_x, data.test_y, section["test_subset"])
     return data, len(data.train_y), False
 
 
@@ -430,6 +432,9 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
             is_ckpt = step < total and (stopping or ckpt.due(step))
             if not (is_eval or is_ckpt or step % DIVERGENCE_CHECK_EVERY == 0):
                 continue
+            if is_eval:  # on the training clock: e.g. SWA's BN pass is training work
+                for m in methods.values():
+                    m.before_eval(state)
             if is_eval or is_ckpt:
                 sync(dev)
                 loop.train_time += time.perf_counter() - t0

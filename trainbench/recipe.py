@@ -64,8 +64,8 @@ class DataSection:
     augment: list[Literal["random_crop", "hflip"]] = field(default_factory=list)
     crop_padding: Annotated[int, Range(ge=0)] = 4  # pixels of reflect padding for random_crop
     normalize: bool = True  # per-channel mean/std computed from the training images
-    train_subset: PosInt | None = None  # use only the first N training images
-    test_subset: PosInt | None = None  # evaluate on only the first N test images
+    train_subset: PosInt | None = None  # N training images, class-stratified (data/subset.py)
+    test_subset: PosInt | None = None  # N test images, class-stratified (data/subset.py)
 
 
 @dataclass(kw_only=True)

@@ -3,8 +3,9 @@
 Time is dilated rather than cut: an epoch becomes at most two steps and the whole run at
 most ``MAX_STEPS`` steps, with 'ba'/'sp' times scaled by the same factor, so every phase of
 the schedule (warmup, each cycle) and every method event still happens, at least one step
-each. The data is a small subset -- or synthetic images of the same shape when the
-dataset's files are absent -- with small batches and a small evaluation.
+each. The data is a small class-stratified subset (:mod:`trainbench.data.subset`: every
+class keeps its share, the same images for every seed) -- or synthetic images of the same
+shape when the dataset's files are absent -- with small batches and a small evaluation.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainbench.data import DATASETS, ImageData, check_dataset, dataset_shape
+from trainbench.data.subset import subset_split
 from trainbench.errors import DataMissingError
 from trainbench.registry import instantiate
 from trainbench.timeunits import Clock
@@ -33,8 +35,8 @@ def smoke_clock(duration: str, batch_size: int, real_train_size: int) -> Clock:
 
 
 def smoke_data(section: dict[str, Any], seed: int) -> tuple[ImageData, bool]:
-    """A small subset of the dataset, or same-shape synthetic data if its files are absent.
-    Returns the data and whether it is synthetic."""
+    """A small class-stratified subset of the dataset, or same-shape synthetic data if its
+    files are absent. Returns the data and whether it is synthetic."""
     name = section["dataset"]
     try:
         check_dataset(name, section)
@@ -46,6 +48,6 @@ def smoke_data(section: dict[str, Any], seed: int) -> tuple[ImageData, bool]:
             num_classes=shape.num_classes, channels=shape.channels, image_size=shape.size,
             train_size=TRAIN_IMAGES, test_size=TEST_IMAGES, seed=seed)
         synthetic = True
-    return ImageData(data.train_x[:TRAIN_IMAGES], data.train_y[:TRAIN_IMAGES],
-                     data.test_x[:TEST_IMAGES], data.test_y[:TEST_IMAGES],
+    return ImageData(*subset_split(data.train_x, data.train_y, TRAIN_IMAGES),
+                     *subset_split(data.test_x, data.test_y, TEST_IMAGES),
                      data.num_classes), synthetic

@@ -19,12 +19,32 @@ from trainbench.recipe import RecipeError, load_recipe
 QUICKSTART = Path(__file__).parent.parent.parent / "recipes" / "quickstart.yaml"
 
 
-def test_decay_rule() -> None:
-    assert ema_decay(0.999, 0, False) == ema_decay(0.999, 10**6, False) == 0.999
-    # warmup: min(decay, (1 + n) / (10 + n)) after n updates
-    assert [ema_decay(0.999, n, True) for n in (0, 1, 2, 8)] == [0.1, 2 / 11, 3 / 12, 9 / 18]
-    assert ema_decay(0.9, 80, True) == 0.9  # 81/90 = 0.9: the cap takes over from here
-    assert ema_decay(0.9, 79, True) == 80 / 89
+def test_decay_rule_none_and_tf() -> None:
+    assert ema_decay(0.999, 0, "none") == ema_decay(0.999, 10**6, "none") == 0.999
+    # TensorFlow's ExponentialMovingAverage: min(decay, (1 + n) / (10 + n)) after n updates
+    assert [ema_decay(0.999, n, "tf") for n in (0, 1, 2, 8)] == [0.1, 2 / 11, 3 / 12, 9 / 18]
+    assert ema_decay(0.9, 80, "tf") == 0.9  # 81/90 = 0.9: the cap takes over from here
+    assert ema_decay(0.9, 79, "tf") == 80 / 89
+
+
+def test_decay_rule_timm_per_update() -> None:
+    # ModelEmaV3 (use_warmup, gamma 1, power 2/3) as timm's train.py calls it, step = updates
+    # so far including this one: step 1 -> 0 (copy), then 1 - (1 + (step - 1)) ** -(2/3)
+    want = [0.0, 1 - 2 ** (-2 / 3), 1 - 3 ** (-2 / 3), 1 - 4 ** (-2 / 3), 1 - 11 ** (-2 / 3)]
+    got = [ema_decay(0.9999, n, "timm") for n in (0, 1, 2, 3, 10)]
+    assert got == pytest.approx(want, abs=1e-15)
+    assert ema_decay(0.999, 31_621, "timm") == pytest.approx(0.999, abs=1e-6)  # timm: 0.999 at ~31.6k
+    assert ema_decay(0.99, 10**6, "timm") == 0.99  # capped at decay
+    assert ema_decay(0.9, 5, "timm", gamma=2.0, power=0.75) == pytest.approx(1 - 3.5 ** -0.75)
+
+
+def test_decay_rule_timm_matches_timm_itself() -> None:
+    timm_ema = pytest.importorskip("timm.utils.model_ema")
+    ref = timm_ema.ModelEmaV3(nn.Linear(1, 1), decay=0.999, use_warmup=True, warmup_gamma=3.0,
+                              warmup_power=0.75)
+    for n in range(0, 200, 7):
+        assert ema_decay(0.999, n, "timm", gamma=3.0, power=0.75) == pytest.approx(
+            ref.get_decay(step=n + 1), abs=1e-15)
 
 
 def test_update_matches_the_closed_form() -> None:
@@ -75,8 +95,17 @@ def randomise(model: nn.Module, g: torch.Generator) -> None:
                 t.add_(3)  # num_batches_tracked
 
 
-@pytest.mark.parametrize("warmup", [False, True])
-def test_method_follows_the_hand_recursion(warmup: bool) -> None:
+HAND_DECAY = {  # decay of update n (0-based), written out per rule
+    "none": lambda n: 0.7,
+    "tf": lambda n: min(0.7, (1 + n) / (10 + n)),
+    "timm": lambda n: 0.0 if n == 0 else min(0.7, 1 - (1 + n) ** (-2 / 3)),
+    True: lambda n: min(0.7, (1 + n) / (10 + n)),  # the earlier spelling of tf
+    False: lambda n: 0.7,
+}
+
+
+@pytest.mark.parametrize("warmup", list(HAND_DECAY))
+def test_method_follows_the_hand_recursion(warmup: Any) -> None:
     g = torch.Generator().manual_seed(1)
     model = bn_model()
     method, state = setup(model, decay=0.7, warmup=warmup)
@@ -84,7 +113,7 @@ def test_method_follows_the_hand_recursion(warmup: bool) -> None:
     expected = {k: v.clone().double() for k, v in model.state_dict().items()}
     for step in range(1, 8):
         randomise(model, g)
-        d = min(0.7, (1 + step - 1) / (10 + step - 1)) if warmup else 0.7
+        d = HAND_DECAY[warmup](step - 1)
         for k, v in model.state_dict().items():
             expected[k] = v.double() if not v.is_floating_point() else d * expected[k] + (1 - d) * v.double()
         state.step = step
@@ -115,7 +144,7 @@ def test_every_n_steps() -> None:
 
 
 def test_after_step_makes_no_host_sync(monkeypatch) -> None:
-    method, state = setup(bn_model(), decay=0.9, warmup=True)
+    method, state = setup(bn_model(), decay=0.9, warmup="tf")
     torch_avg = AveragedModel(state.model)
     torch_avg.update_parameters(state.model)  # n_averaged becomes 1
 
@@ -137,7 +166,7 @@ def test_after_step_makes_no_host_sync(monkeypatch) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_after_step_makes_no_cuda_sync() -> None:
     state = build_state(model=bn_model().cuda(), device=torch.device("cuda"))
-    method = EMA(decay=0.9, warmup=True)
+    method = EMA(decay=0.9, warmup="tf")
     method.on_init(state)
     method.on_fit_start(state)
     torch.cuda.synchronize()
@@ -167,7 +196,12 @@ def test_on_eval_evaluates_the_average() -> None:
 
 def test_recipe_parameters() -> None:
     r = load_recipe(QUICKSTART, ["methods.ema.decay=0.99"])
-    assert r["methods"]["ema"] == {"decay": 0.99, "warmup": False, "every": 1}
+    assert r["methods"]["ema"] == {"decay": 0.99, "warmup": "none", "warmup_gamma": 1.0,
+                                   "warmup_power": 2 / 3, "every": 1}
+    assert load_recipe(QUICKSTART, ["methods.ema.warmup=timm"])["methods"]["ema"]["warmup"] == "timm"
+    assert load_recipe(QUICKSTART, ["methods.ema.warmup=true"])["methods"]["ema"]["warmup"] is True
+    with pytest.raises(RecipeError, match=r"methods\.ema\.warmup: .*'none', 'tf', 'timm'"):
+        load_recipe(QUICKSTART, ["methods.ema.warmup=keras"])
     for bad, text in (("decay=1", "must be < 1"), ("decay=0", "must be > 0"), ("every=0", "must be >= 1")):
         with pytest.raises(RecipeError, match=f"methods.ema.{bad.split('=')[0]}: {text}"):
             load_recipe(QUICKSTART, [f"methods.ema.{bad}"])

@@ -21,8 +21,11 @@ from torch.nn.utils import prune as torch_prune
 from trainbench.engine import run_recipe
 from trainbench.errors import InputError
 from trainbench.methods.prune import (
+    DenseLRs,
     Prune,
+    allr_start,
     default_exclude,
+    find_classifier_and_first_conv,
     gradual_sparsity,
     gradual_steps,
     imp_sparsity,
@@ -32,6 +35,7 @@ from trainbench.methods.prune import (
     prune_to_,
     reparametrise,
     retrain_factor,
+    retrain_warmup,
     select_modules,
     sparsity_stats,
 )
@@ -77,20 +81,56 @@ def test_gradual_cubic_schedule_by_hand() -> None:
 
 
 def test_retrain_lr_schedules_by_hand() -> None:
-    dense = [1.0, 0.9, 0.7, 0.5, 0.3, 0.1]  # a dense phase of 6 steps, ended at 0.05
-
-    def f(t: int) -> float:
-        return dense[t]
-
-    kw = dict(dense_factor=f, dense_steps=6, dense_end=0.05)
+    # BIMP's define_retrain_schedule, written out: a dense phase of 6 steps (warmup 1 step,
+    # maxLR 1.0, minLR after warmup 0.1) ended at 0.05; rounds of R = 3 (no warmup: floor(0.3)
+    # = 0) and R = 20 (warmup W = 2 steps on a half cosine).
+    values = [0.5, 1.0, 0.7, 0.5, 0.3, 0.1]
+    dense = DenseLRs(values.__getitem__, steps=6, warmup=1, end=0.05, max=1.0, min=0.1)
     R = 3
-    assert [retrain_factor("llr", j, R, **kw) for j in range(4)] == pytest.approx([1, 2 / 3, 1 / 3, 0])
-    assert [retrain_factor("clr", j, R, **kw) for j in range(4)] == pytest.approx([1, 0.75, 0.25, 0])
-    allr = [retrain_factor("allr", j, R, allr_start=0.3) for j in range(4)]
+    assert [retrain_factor("llr", j, R, dense) for j in range(4)] == pytest.approx([1, 2 / 3, 1 / 3, 0])
+    # clr: cosine from maxLR to minLR (not to 0)
+    clr = [0.1 + 0.9 * (1 + math.cos(math.pi * j / 3)) / 2 for j in range(4)]
+    assert [retrain_factor("clr", j, R, dense) for j in range(4)] == pytest.approx(clr)
+    allr = [retrain_factor("allr", j, R, dense, start=0.3) for j in range(4)]
     assert allr == pytest.approx([0.3, 0.2, 0.1, 0])
-    assert [retrain_factor("ft", j, R, **kw) for j in range(4)] == [0.05] * 4
-    assert [retrain_factor("lrw", j, R, **kw) for j in range(4)] == [0.5, 0.3, 0.1, 0.05]
-    assert [retrain_factor("slr", j, R, **kw) for j in range(4)] == [1.0, 0.7, 0.3, 0.05]
+    assert [retrain_factor("ft", j, R, dense) for j in range(4)] == [0.1] * 4  # minLR
+    assert [retrain_factor("lrw", j, R, dense) for j in range(4)] == [0.5, 0.3, 0.1, 0.05]
+    # slr: the dense warmup replaced by maxLR, then eta(floor(j * 6 / 3))
+    assert [retrain_factor("slr", j, R, dense) for j in range(4)] == [1.0, 0.7, 0.3, 0.05]
+
+    R = 20
+    warm = [0.0, 0.5]  # W = 2: A (1 - cos(pi j / 2)) / 2 for A = 1
+    assert [retrain_factor("llr", j, R, dense) for j in range(R + 1)] == pytest.approx(
+        warm + [1 - k / 18 for k in range(19)])
+    assert [retrain_factor("allr", j, R, dense, start=0.4) for j in range(R + 1)] == pytest.approx(
+        [0.4 * w for w in warm] + [0.4 * (1 - k / 18) for k in range(19)])
+    assert [retrain_factor("clr", j, R, dense) for j in range(R + 1)] == pytest.approx(
+        warm + [0.1 + 0.9 * (1 + math.cos(math.pi * k / 18)) / 2 for k in range(19)])
+    slr = [1.0 if k * 6 // 18 < 1 else values[k * 6 // 18] for k in range(18)] + [0.05]
+    assert [retrain_factor("slr", j, R, dense) for j in range(R + 1)] == pytest.approx(warm + slr)
+    assert retrain_warmup("ft", 20) == retrain_warmup("lrw", 20) == 0
+    assert retrain_warmup("llr", 9) == 0 and retrain_warmup("llr", 10) == 1
+    assert [retrain_factor("ft", j, R, dense) for j in (0, 20)] == [0.1, 0.1]
+
+
+def test_allr_start_is_bimps_clipped_formula() -> None:
+    # clip(d / sqrt(p) * maxLR, [min(B / T, 1) * maxLR, maxLR])
+    assert allr_start(0.2, 0.5, 10, 100) == pytest.approx(0.2 / math.sqrt(0.5))
+    assert allr_start(0.01, 0.5, 10, 100) == pytest.approx(0.1)  # lower bound B / T
+    assert allr_start(0.01, 0.5, 300, 100) == 1.0  # B > T: the bound is maxLR itself
+    assert allr_start(0.9, 0.5, 10, 100) == 1.0  # upper bound maxLR
+    assert allr_start(0.2, 0.5, 10, 100, max_factor=0.5) == pytest.approx(0.1 / math.sqrt(0.5))
+    assert allr_start(0.2, 0.5, 10, 0) == 1.0  # no dense phase
+
+
+def test_dense_lrs_of_a_warmup_cosine_schedule() -> None:
+    from trainbench.schedules import build_schedule
+
+    sched = build_schedule({"name": "cosine", "warmup": "2ba", "min_lr": 0.0}).bind(Clock(10, 8, 10), 0.1)
+    d = DenseLRs.of(sched, 10)
+    values = [sched.factor(t) for t in range(10)]
+    assert d.warmup == 2 and d.max == max(values) == 1.0 and d.min == min(values[2:]) > 0
+    assert d.end == sched.end_factor(10) and values[0] < d.min + 1  # warmup ignored for min
 
 
 # --- masks ---
@@ -220,14 +260,67 @@ def test_default_exclude_and_unmatched_names() -> None:
     from trainbench.models import build_model
 
     model = build_model({"name": "small_cnn", "width": 8}, 1, 10)
-    assert default_exclude(model) == ["0.0", "6"]  # first conv, classifier
-    assert list(select_modules(model, None)) == ["1.0", "3.0"]
+    assert default_exclude(model, (1, 8, 8)) == ["6"]  # the classifier only (ShrinkBench)
+    assert default_exclude(model, (1, 8, 8), first_conv=True) == ["0.0", "6"]
     assert list(select_modules(model, ["6"])) == ["0.0", "1.0", "3.0"]
     assert list(select_modules(model, ["*.0"])) == ["6"]
+    assert list(select_modules(model, [])) == ["0.0", "1.0", "3.0", "6"]
     with pytest.raises(InputError, match=r"'classifier'.*match no prunable.*0\.0, 1\.0, 3\.0, 6"):
         select_modules(model, ["classifier", "6"])
     with pytest.raises(InputError, match="leaves no layer"):
         select_modules(model, ["*"])
+
+
+class ConvHead(nn.Module):
+    """An all-convolutional net: the logits come from a 1x1 conv followed by global pooling;
+    a Linear layer exists, but inside the body (registered last)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Conv2d(6, 3, 1)  # the classifier: 3 classes
+        self.mix = nn.Linear(4, 6)  # body, applied per position, registered after the head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = self.mix(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(x).mean((2, 3))
+
+
+class HeadFirst(nn.Module):
+    """Registration order differs from execution order: the classifier is registered first,
+    and the first convolution to run is registered after another conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+        self.conv2 = nn.Conv2d(4, 8, 3, padding=1)
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x)))).mean((2, 3))
+        return self.fc(torch.relu(self.proj(x)))
+
+
+def test_classifier_found_by_execution_not_registration() -> None:
+    assert find_classifier_and_first_conv(ConvHead(), (1, 4, 4)) == ("head", "stem")
+    assert find_classifier_and_first_conv(HeadFirst(), (1, 4, 4)) == ("fc", "conv1")
+    assert default_exclude(ConvHead(), (1, 4, 4)) == ["head"]
+    assert default_exclude(HeadFirst(), (1, 4, 4), first_conv=True) == ["conv1", "fc"]
+
+
+@pytest.mark.parametrize(("model", "dense", "pruned"), [
+    (ConvHead, ["head"], ["stem", "mix"]),
+    (HeadFirst, ["fc"], ["conv2", "conv1", "proj"]),
+])
+def test_the_method_leaves_the_classifier_dense(model: type, dense: list[str], pruned: list[str]) -> None:
+    m = model()
+    state = build_state(model=m, recipe=RECIPE, clock=Clock(10, 8, 20), data=tiny_data(n=16, size=4))
+    method = Prune(goal=0.5, phases=1, retrain=Time(1, "ep"), dense=Time(1, "ep"))
+    method.on_init(state)
+    assert [n for n, mod in m.named_modules() if hasattr(mod, "weight_mask")] == pruned
+    assert not any(hasattr(m.get_submodule(n), "weight_mask") for n in dense)
 
 
 # --- the method ---
@@ -279,7 +372,8 @@ def small_model() -> nn.Module:
 def test_imp_method_rounds_points_and_lr() -> None:
     model = small_model()
     state = imp_state(model, 4 + 3 * 4)
-    method = Prune(goal=0.8, phases=3, retrain=Time(4, "ba"), dense=Time(4, "ba"), scope="layer")
+    method = Prune(goal=0.8, phases=3, retrain=Time(4, "ba"), dense=Time(4, "ba"), scope="layer",
+                   exclude_first_conv=True)
     method.on_init(state)
     state.optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     method.on_fit_start(state)
@@ -295,7 +389,8 @@ def test_imp_method_rounds_points_and_lr() -> None:
     assert seen[6]["lr"] == pytest.approx(0.1 * 0.5)
     n = seen[16]
     assert n["flops"] == 8 * 9 * 16 + 16 * 8 * 9 * 4 + 64 * 32 + 32 * 3
-    # first conv and classifier excluded (dense); layer scope: round(0.8 n) zeros in each other layer
+    # first conv (exclude_first_conv) and classifier dense; layer scope: round(0.8 n) zeros
+    # in each other layer
     assert [m.weight_orig.numel() for m in method.modules] == [1152, 2048]
     pruned = [round(0.8 * 1152), round(0.8 * 2048)]
     assert pruned == [922, 1638]
@@ -310,19 +405,21 @@ def test_imp_method_rounds_points_and_lr() -> None:
 
 def test_allr_start_is_the_relative_norm_removed() -> None:
     model = small_model()
-    state = imp_state(model, 2 + 2 * 3)
-    method = Prune(goal=0.75, phases=2, retrain=Time(3, "ba"), dense=Time(2, "ba"), retrain_schedule="allr")
+    state = imp_state(model, 20 + 2 * 3)
+    method = Prune(goal=0.75, phases=2, retrain=Time(3, "ba"), dense=Time(20, "ba"), retrain_schedule="allr")
     method.on_init(state)
     state.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     method.on_fit_start(state)
-    drive(method, state, 2)
+    drive(method, state, 20)
+    model_norm = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).norm()
     w = torch.cat([m.weight_orig.detach().reshape(-1) for m in method.modules])
     smallest_half = w.abs().sort().values[:round(0.5 * w.numel())]  # round 1 of 2 to 75%: 50%
-    lrs = drive(method, state, 5)  # round 1: steps 3..5
-    d = method.allr_start
-    assert d == pytest.approx(float(smallest_half.norm() / w.norm()), rel=1e-4)
-    assert 0 < d < 1
-    assert lrs == pytest.approx([0.1 * d, 0.1 * d * 2 / 3, 0.1 * d / 3])
+    lrs = drive(method, state, 23)  # round 1: steps 21..23 (R = 3: no warmup)
+    d = float(smallest_half.norm() / model_norm)  # BIMP's relative norm drop, whole model
+    want = min(max(d / math.sqrt(0.5), 3 / 20), 1.0)  # clip(d / sqrt(p), [B / T, 1]) x maxLR 1
+    assert 3 / 20 < d / math.sqrt(0.5) < 1  # the formula's value, not a bound, is tested
+    assert method.allr_start == pytest.approx(want, rel=1e-4)
+    assert lrs == pytest.approx([0.1 * want, 0.1 * want * 2 / 3, 0.1 * want / 3])
 
 
 def test_gradual_method_follows_the_cubic_ramp() -> None:
@@ -408,7 +505,7 @@ def test_averaged_copies_deepcopy_and_follow_the_masks() -> None:
         for m in reversed(methods):
             m.after_step(state)
     for avg in (ema.ema, swa.swa.module):
-        for name, mod in select_modules(avg, None).items():
+        for name, mod in select_modules(avg, ["7"]).items():  # the classifier stays dense
             live = dict(model.named_modules())[name]
             assert torch.equal(mod.weight_mask, live.weight_mask) and mod.weight_mask.dtype == torch.bool
             with torch.no_grad():
@@ -486,8 +583,9 @@ def test_end_to_end_imp_with_ema_swa_and_channels_last(tmp_path: Path) -> None:
     assert saved.exists()  # the engine saves the final model: a plain one, exact zeros
     sd = torch.load(saved, weights_only=True)
     assert not any(k.endswith(("_orig", "_mask")) for k in sd)
-    w = torch.cat([sd["1.0.weight"].reshape(-1), sd["3.0.weight"].reshape(-1)])
-    assert zeros(w) == round(0.75 * w.numel())
+    # every conv pruned (the first one too), the classifier "6" left dense
+    w = torch.cat([sd[f"{n}.weight"].reshape(-1) for n in ("0.0", "1.0", "3.0")])
+    assert zeros(w) == round(0.75 * w.numel()) and zeros(sd["6.weight"]) == 0
 
 
 def test_end_to_end_gradual(tmp_path: Path) -> None:

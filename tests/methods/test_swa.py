@@ -13,6 +13,7 @@ import torch
 from conftest import build_state, tiny_data
 from torch import nn
 
+from trainbench.data import ImageData
 from trainbench.data.loader import DeviceData
 from trainbench.engine import run_recipe
 from trainbench.methods import METHODS, TrainState
@@ -69,8 +70,8 @@ def constant_schedule(clock: Clock) -> Any:
 
 
 def make(model: nn.Module, clock: Clock, data: DeviceData | None = None, schedule: Any = None,
-         **params: Any) -> tuple[SWA, TrainState]:
-    state = build_state(model=model, clock=clock, data=data)
+         recipe: dict[str, Any] | None = None, **params: Any) -> tuple[SWA, TrainState]:
+    state = build_state(model=model, clock=clock, data=data, recipe=recipe)
     method = SWA(**params)
     method.on_init(state)
     state.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -164,7 +165,7 @@ def test_bn_statistics_recomputed_from_clean_training_images(monkeypatch) -> Non
     hook = method.swa.module.register_forward_pre_hook(spy)
 
     def forbidden(*_a: Any, **_k: Any) -> Any:
-        raise AssertionError("update_bn must see clean images, not augmented training batches")
+        raise AssertionError("the BN pass must see clean images, not augmented training batches")
 
     monkeypatch.setattr(DeviceData, "augmented", forbidden)
     monkeypatch.setattr(DeviceData, "train_batches", forbidden)
@@ -173,21 +174,70 @@ def test_bn_statistics_recomputed_from_clean_training_images(monkeypatch) -> Non
     hook.remove()
 
     clean = data.normalize(data.train_x)
-    assert len(fed) == 2 and torch.equal(torch.cat(fed), clean)  # in order, exactly the clean set
-    # momentum None: cumulative average of the batch statistics
+    assert [len(b) for b in fed] == [16, 16]
+    # every clean image exactly once, in a shuffled order
+    key = clean.flatten(1)
+    got = torch.cat(fed).flatten(1)
+    perm = [int((key == row).all(1).nonzero()[0]) for row in got]
+    assert sorted(perm) == list(range(32)) and perm != list(range(32))
     torch.testing.assert_close(bn.running_mean, clean.mean((0, 2, 3)), rtol=0, atol=1e-5)
-    var = torch.stack([b.var((0, 2, 3), unbiased=True) for b in clean.split(16)]).mean(0)
+    var = torch.stack([b.var((0, 2, 3), unbiased=True) for b in fed]).mean(0)
     torch.testing.assert_close(bn.running_var, var, rtol=0, atol=1e-5)
     assert int(bn.num_batches_tracked) == 2 and bn.momentum == 0.1  # momentum restored
 
 
-def test_on_eval_recomputes_bn_once_per_new_average(monkeypatch) -> None:
+def sorted_bn_data(n: int = 37, eval_batch_size: int = 16) -> DeviceData:
+    """Class-sorted images (as imagefolder stores them) whose classes differ in mean: class c
+    is about 60 c + 20 everywhere. 37 images in slices of 16 leave a short last batch of 5."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) * 3 // n  # 0..0, 1..1, 2..2
+    x = (y.view(-1, 1, 1, 1) * 60 + 20 + torch.randint(0, 10, (n, 2, 4, 4), generator=g)).to(torch.uint8)
+    return DeviceData(ImageData(x, y, x.clone(), y.clone(), 3), torch.device("cpu"), batch_size=8,
+                      eval_batch_size=eval_batch_size, augment=[], crop_padding=0, normalize=True, seed=0)
+
+
+def test_bn_statistics_on_class_sorted_data_with_a_short_last_batch_are_the_full_datas() -> None:
+    data = sorted_bn_data()
+    model = bn_model()
+    method, state = make(model, Clock(2, 8, 4), data=data, recipe={"seed": 3},
+                         start=Time(0.5, "dur"), every=Time(1, "ba"))
+    for step in range(1, 5):
+        state.step = step
+        method.after_step(state)
+    method.recompute_bn(state)
+    bn = method.swa.module[0]
+    clean = data.normalize(data.train_x)
+    # true full-data statistics of the BN layer's input, by hand
+    true_mean = clean.mean((0, 2, 3))
+    true_var = clean.transpose(0, 1).reshape(2, -1).var(1, unbiased=True)
+    assert true_var.min() > 0.9  # normalised: about 1; stored-order batches see ~0.02
+    torch.testing.assert_close(bn.running_mean, true_mean, rtol=0, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, true_var, rtol=0.1, atol=0)
+    # a second recomputation (another evaluation point, or after a resume) is identical
+    before = bn.running_var.clone()
+    method.bn_stale = True
+    method.recompute_bn(state)
+    assert torch.equal(bn.running_var, before)
+
+
+def test_update_bn_weighted_weights_batches_by_size() -> None:
+    bn = nn.BatchNorm1d(1)
+    xs = [torch.tensor([[0.0], [2.0], [4.0], [6.0]]), torch.tensor([[10.0], [14.0]])]
+    swa_mod.update_bn_weighted([(x, None) for x in xs], bn)
+    # mean: (4 * 3 + 2 * 12) / 6 = 6; var: (4 * var([0,2,4,6]) + 2 * var([10,14])) / 6
+    assert bn.running_mean.item() == pytest.approx(6.0)
+    assert bn.running_var.item() == pytest.approx((4 * 20 / 3 + 2 * 8) / 6)
+    assert bn.momentum == 0.1 and bn.training
+
+
+def test_bn_pass_runs_before_eval_and_on_eval_recomputes_once_per_new_average(monkeypatch) -> None:
     data = tiny_data(n=32, channels=2, size=4)
     method, state = make(bn_model(), Clock(2, 8, 4), data=data, start=Time(0.5, "dur"),
                          every=Time(1, "ba"))
     calls: list[int] = []
-    real = swa_mod.update_bn
-    monkeypatch.setattr(swa_mod, "update_bn", lambda loader, model: calls.append(1) or real(loader, model))
+    real = swa_mod.update_bn_weighted
+    monkeypatch.setattr(swa_mod, "update_bn_weighted",
+                        lambda batches, model: calls.append(1) or real(batches, model))
     seen: list[nn.Module] = []
 
     def evaluate(model: nn.Module) -> dict[str, float]:
@@ -196,32 +246,72 @@ def test_on_eval_recomputes_bn_once_per_new_average(monkeypatch) -> None:
 
     state.step = 1
     method.after_step(state)
+    method.before_eval(state)
     assert method.on_eval(state, evaluate) == {} and calls == []  # nothing averaged yet
     for step in (2, 3):
         state.step = step
         method.after_step(state)
+    method.before_eval(state)  # the engine fires it, on the training clock
+    assert calls == [1]
     first = method.on_eval(state, evaluate)
     again = method.on_eval(state, evaluate)  # no new snapshot: no recomputation, same numbers
     assert calls == [1] and first == again and seen == [method.swa.module]
     state.step = 4
     method.after_step(state)
-    method.on_eval(state, evaluate)
+    method.on_eval(state, evaluate)  # without before_eval (events driven by hand): still done
     assert calls == [1, 1]
     torch.testing.assert_close(method.swa.module[0].running_mean,
                                data.normalize(data.train_x).mean((0, 2, 3)), rtol=0, atol=1e-5)
 
 
-def test_no_update_bn_without_batchnorm(monkeypatch) -> None:
+def test_no_bn_pass_without_batchnorm(monkeypatch) -> None:
     def forbidden(*_a: Any, **_k: Any) -> None:
-        raise AssertionError("update_bn called for a model without BatchNorm")
+        raise AssertionError("BN pass for a model without BatchNorm")
 
-    monkeypatch.setattr(swa_mod, "update_bn", forbidden)
+    monkeypatch.setattr(swa_mod, "update_bn_weighted", forbidden)
     method, state = make(nn.Sequential(nn.Flatten(), nn.Linear(32, 3)), Clock(2, 8, 4),
                          data=tiny_data(channels=2), start=Time(0, "dur"), every=Time(1, "ba"))
     state.step = 4
     method.after_step(state)
+    method.before_eval(state)
     assert method.on_eval(state, fake_evaluate)["test_acc_swa"] == pytest.approx(
         float(method.swa.module[1].weight.mean()))
+
+
+def test_bn_pass_counts_as_training_time(tmp_path: Path, monkeypatch) -> None:
+    # A fake clock that advances by 1 per training batch served and by 1000 inside the SWA
+    # BN pass: train_time_s at the last point must hold both (2 BN passes: the eval points
+    # with new snapshots), and evaluation (which advances nothing here) none.
+    import types
+
+    from trainbench import engine
+
+    now = [0.0]
+    real_batches, real_bn = DeviceData.train_batches, swa_mod.update_bn_weighted
+
+    def counting(self):
+        for batch in real_batches(self):
+            now[0] += 1
+            yield batch
+
+    def slow_bn(batches, model):
+        now[0] += 1000
+        real_bn(batches, model)
+
+    monkeypatch.setattr(DeviceData, "train_batches", counting)
+    monkeypatch.setattr(swa_mod, "update_bn_weighted", slow_bn)
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    recipe = load_recipe(QUICKSTART, ["data.train_subset=256", "duration=4ep", "eval.every=2ep",
+                                      "methods.swa.start=0.5dur", "methods.swa.every=1ep",
+                                      "schedule.warmup=0ep"])
+    run = RunDir(tmp_path / "r")
+    out = run_recipe(recipe, run)
+    assert out.status == "completed"
+    points = run.read_points()
+    spe = points[0]["step"] // 2
+    assert [p["step"] for p in points] == [2 * spe, 4 * spe]
+    # the first point (step 2 epochs) already holds the snapshot after epoch 2
+    assert [p["train_time_s"] for p in points] == [2 * spe + 1000, 4 * spe + 2000]
 
 
 # --- SWALR ---

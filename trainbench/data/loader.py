@@ -97,9 +97,21 @@ class DeviceData:
         self._pos = int(state["pos"])
         self._pass_start = state["order_gen"] if self._pos else None  # state_dict() round-trips
 
-    def clean_train_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
-        """One ordered pass over the training set, normalised, without augmentation."""
-        yield from self._sequential(self.train_x, self.train_y, batch_size or self.eval_batch_size)
+    def clean_train_batches(self, batch_size: int | None = None, *,
+                            seed: int | None = None) -> Iterator[Batch]:
+        """One pass over the training set, normalised, without augmentation: in stored order
+        in slices of ``batch_size`` (default ``eval_batch_size``); or, with ``seed``, in a
+        seeded random order split into the fewest near-equal batches of at most
+        ``batch_size`` (sizes differ by at most one: no short last batch). The order comes
+        from a CPU generator, so it is the same on every device and needs no state."""
+        bs = batch_size or self.eval_batch_size
+        if seed is None:
+            yield from self._sequential(self.train_x, self.train_y, bs)
+            return
+        n = self.train_size
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        for idx in order.to(self.train_x.device).tensor_split(-(-n // bs)):
+            yield self.normalize(self.train_x[idx]), self.train_y[idx]
 
     def test_batches(self) -> Iterator[Batch]:
         yield from self._sequential(self.test_x, self.test_y, self.eval_batch_size)

@@ -12,6 +12,8 @@ Event order in one run::
                after_backward              gradients ready (fp16: still scaled; see state.scaler)
                optimizer step, LR schedule step
                after_step                  (fired in reverse method order, so methods unwind)
+    before_eval    at each evaluation point, still on the training clock: work a method's
+                   model needs before it can be evaluated (SWA's BatchNorm statistics)
     on_eval        at each evaluation point; returns extra points.csv columns
     on_end         after the last step
 
@@ -85,6 +87,12 @@ class Method:
 
     def after_step(self, state: TrainState) -> None:
         pass
+
+    def before_eval(self, state: TrainState) -> None:
+        """At an evaluation point, before the training clock stops: its time counts in
+        ``train_time_s``. For work that is part of the method's training cost but only
+        needed where its model is evaluated (or at the end), such as recomputing the
+        BatchNorm statistics of an averaged model; evaluating itself belongs in ``on_eval``."""
 
     def on_eval(self, state: TrainState, evaluate: Evaluate) -> dict[str, float]:
         return {}

@@ -1,15 +1,28 @@
 """Exponential moving average of the weights (EMA; Polyak & Juditsky 1992, "Acceleration of
-stochastic approximation by averaging"; as timm's ``ModelEmaV3``).
+stochastic approximation by averaging"; the update as timm's ``ModelEmaV3`` does it).
 
 Keeps an evaluation-only copy of the model whose weights follow the trained ones::
 
     ema = decay * ema + (1 - decay) * model          (every ``every`` optimizer steps)
 
 Floating-point buffers (BatchNorm running statistics) are averaged the same way; integer
-buffers (``num_batches_tracked``) are copied. With ``warmup: true`` the decay used for the
-update after ``n`` earlier updates is ``min(decay, (1 + n) / (10 + n))`` (0.1, 0.18, 0.25,
-...), so the average forgets the random initial weights quickly. Each evaluation point also
-evaluates the average, in the columns ``test_acc_ema``, ``test_loss_ema``, ``test_ece_ema``.
+buffers (``num_batches_tracked``) are copied. Each evaluation point also evaluates the
+average, in the columns ``test_acc_ema``, ``test_loss_ema``, ``test_ece_ema``.
+
+**Warmup.** A decay close to 1 keeps the random initial weights in the average for a long
+time; a warmup starts with small decays. ``warmup`` picks the rule for the decay of the
+update that follows ``n`` earlier EMA updates (:func:`ema_decay`):
+
+- ``none`` (default): ``decay`` throughout.
+- ``tf``: ``min(decay, (1 + n) / (10 + n))`` (0.1, 0.18, 0.25, ...): TensorFlow's
+  ``tf.train.ExponentialMovingAverage`` with ``num_updates``.
+- ``timm``: timm's ``ModelEmaV3(use_warmup=True)`` as its training script drives it
+  (``update(model, step=num_updates)``, counting this update): 0 for the first update (the
+  average becomes a copy of the model), then ``min(decay, 1 - (1 + n / warmup_gamma) **
+  -warmup_power)``, with ModelEmaV3's defaults ``warmup_gamma: 1.0``, ``warmup_power: 2/3``
+  (0.37, 0.52, 0.60, ...; 0.999 after about 31.6k updates).
+
+``true`` / ``false`` are accepted as the earlier spelling of ``tf`` / ``none``.
 
 The update is sync-free: the decay is a host float and the tensors are updated with
 ``torch._foreach_lerp_``/``_foreach_copy_``, so no device value is read on the host. (torch's
@@ -19,7 +32,8 @@ host-device synchronisation per step, which is why it is not used here.)
 Recipe::
 
     methods:
-      ema: {decay: 0.999, warmup: false, every: 1}
+      ema: {decay: 0.999, warmup: none, every: 1}
+      ema: {decay: 0.9999, warmup: timm, warmup_power: 0.75}
 
 Runs at order 10: after model surgery (its copy has the final architecture) and before
 compilation (it copies the plain module). Methods that re-register parameters during
@@ -36,13 +50,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
 
 from trainbench.methods.base import METHODS, Evaluate, Method, TrainState
-from trainbench.registry import PosInt, Range
+from trainbench.registry import PosFloat, PosInt, Range
 
 T = TypeVar("T")
 
@@ -76,9 +90,21 @@ def model_tensors(model: nn.Module, names: Sequence[str]) -> list[torch.Tensor]:
     return [found[n].detach() for n in names]
 
 
-def ema_decay(decay: float, n_updates: int, warmup: bool) -> float:
-    """The decay of the update that follows ``n_updates`` earlier updates (a host float)."""
-    return min(decay, (1 + n_updates) / (10 + n_updates)) if warmup else decay
+Warmup = Literal["none", "tf", "timm"]
+
+
+def ema_decay(decay: float, n_updates: int, warmup: Warmup = "none", *, gamma: float = 1.0,
+              power: float = 2 / 3) -> float:
+    """The decay of the update that follows ``n_updates`` earlier updates (a host float),
+    under the warmup rule ``warmup`` (see the module docstring)."""
+    n = n_updates
+    if warmup == "tf":
+        return min(decay, (1 + n) / (10 + n))
+    if warmup == "timm":  # ModelEmaV3.get_decay(step=n + 1) with use_warmup=True
+        return 0.0 if n <= 0 else max(min(decay, 1 - (1 + n / gamma) ** -power), 0.0)
+    if warmup == "none":
+        return decay
+    raise ValueError(f"unknown EMA warmup {warmup!r}; one of none, tf, timm")
 
 
 @torch.no_grad()
@@ -107,9 +133,13 @@ class EMA(Method):
     columns: ClassVar[tuple[str, ...]] = ("test_acc_ema", "test_loss_ema", "test_ece_ema")
     order: ClassVar[int] = 10
 
-    def __init__(self, *, decay: Annotated[float, Range(gt=0, lt=1)] = 0.999, warmup: bool = False,
-                 every: PosInt = 1) -> None:
+    def __init__(self, *, decay: Annotated[float, Range(gt=0, lt=1)] = 0.999,
+                 warmup: Warmup | bool = "none", warmup_gamma: PosFloat = 1.0,
+                 warmup_power: PosFloat = 2 / 3, every: PosInt = 1) -> None:
+        if isinstance(warmup, bool):  # the earlier spelling: true was TensorFlow's rule
+            warmup = "tf" if warmup else "none"
         self.decay, self.warmup, self.every = decay, warmup, every
+        self.gamma, self.power = warmup_gamma, warmup_power
         self.updates = 0
         self.ema: nn.Module | None = None
 
@@ -128,7 +158,7 @@ class EMA(Method):
         if state.step % self.every:
             return
         ema_update_(self._ema_tensors, self._model_tensors,
-                    ema_decay(self.decay, self.updates, self.warmup))
+                    ema_decay(self.decay, self.updates, self.warmup, gamma=self.gamma, power=self.power))
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:

@@ -6,10 +6,16 @@ Neural Network Pruning?", MLSys 2020): sparsity, nonzero parameters, FLOPs, nonz
 
 **What is pruned.** The weights of every convolution and linear layer, except the ones
 named in ``exclude`` (module names as in ``model.named_modules()``, or ``fnmatch`` patterns
-such as ``"layer4.*"``). ``exclude: null`` (the default) excludes the first convolution and
-the classifier (the last linear layer), as ShrinkBench does by default; ``exclude: []``
-prunes every layer. A name or pattern that matches no prunable layer stops the run at
-start-up with the list of layer names. Biases and normalisation layers are never pruned.
+such as ``"layer4.*"``). ``exclude: null`` (the default) excludes the classifier only, as
+ShrinkBench does by default (its ``VisionPruning.can_prune`` skips the module marked
+``is_classifier``; the first convolution is pruned). The classifier is the layer that
+produces the logits, found by running the model once on a zero image (:func:`find_classifier_and_first_conv`):
+the last conv/linear layer *to execute* whose output has the logits' width, so a final
+1x1 convolution before global pooling counts, and the order in which modules were
+registered does not. ``exclude_first_conv: true`` also leaves the first convolution (the
+first to execute) dense, as many pruning papers do. ``exclude: []`` prunes every layer. A
+name or pattern that matches no prunable layer stops the run at start-up with the list of
+layer names. Biases and normalisation layers are never pruned.
 
 **How.** In ``on_init`` every pruned layer is reparametrised with
 ``torch.nn.utils.prune.identity``: its parameter becomes ``weight_orig``, a ``weight_mask``
@@ -46,23 +52,32 @@ mask; without masking the momentum, weight decay and stale momentum would move t
   ``dense: 0ep`` prunes the initial weights.
 
   LR: during the dense phase the recipe's own ``schedule`` runs as it would in a run of
-  length ``dense``; each retraining round follows ``retrain_schedule`` (R = the round's
-  steps, j = 0..R-1 its updates, eta_max = ``optimizer.lr``, eta(t) the dense phase's
-  schedule over its D steps):
+  length ``dense``; each retraining round follows ``retrain_schedule``, as the reference
+  code (ZIB-IOL/BIMP, ``define_retrain_schedule``) defines it. Notation: R = the round's
+  steps, j = 0..R-1 its updates; eta(t) the dense phase's schedule over its D steps;
+  maxLR = max eta, minLR = min eta after the dense warmup; slr, clr, llr and allr first
+  warm up for W = floor(0.1 R) steps from 0 to their start A on a half cosine,
+  A (1 - cos(pi j / W)) / 2, then run over the other R - W steps (k = j - W):
 
   ====== ===================================================================================
-  ft     constant, the LR the dense phase ended with: eta(D) (fine-tuning; 0 after a cosine)
+  ft     constant minLR (fine-tuning; no warmup)
   lrw    LR rewinding (Renda et al. 2020): the dense phase's last R LRs, eta(D - R + j)
-  slr    scaled LR restarting (Le & Hua 2021): the whole dense schedule, warmup included (so
-         a short warmup), compressed into R: eta(floor(j * D / R))
-  clr    cosine from eta_max to 0: eta_max * (1 + cos(pi * j / R)) / 2
-  llr    linear from eta_max to 0: eta_max * (1 - j / R) (the default; recommended by Zimmer
+  slr    scaled LR restarting (Le & Hua 2021): A = maxLR, then the dense schedule, its own
+         warmup replaced by maxLR, compressed into R - W: eta(floor(k * D / (R - W)))
+  clr    cosine from A = maxLR to minLR (Le & Hua's cyclic LR restarting)
+  llr    linear from A = maxLR to 0: A (1 - k / (R - W)) (the default; recommended by Zimmer
          et al.: linear schedules make short retraining budgets work)
-  allr   adaptive linear: d * eta_max * (1 - j / R) with d = ||pruned weights||_2 /
-         ||weights before the round||_2 over the pruned layers (our reading of Zimmer et
-         al.'s adaptive start: a round that removes little weight mass restarts low; one
-         host read per round)
+  allr   adaptive linear: as llr from A = clip(d / sqrt(p) * maxLR, [min(R / D, 1) * maxLR,
+         maxLR]) with d = ||weights pruned now||_2 / ||all the model's parameters before||_2
+         and p the fraction pruned per round (one host read per round)
   ====== ===================================================================================
+
+  Where we differ from the reference, and why: everything is counted in optimizer steps
+  (BIMP counts epochs for B/T and iterations for the rest; the same when both are whole
+  epochs); W and the warmup switch-over follow the formula above rather than the exact
+  off-by-one of BIMP's ``SequentialSchedulers`` milestone; lrw with R > D clamps at the
+  dense phase's first LR (BIMP would index out of range); with no dense phase (``dense: 0``)
+  maxLR is ``optimizer.lr``, minLR 0 and ALLR's lower bound maxLR.
 
   ft, lrw and slr need a dense phase. The LR is set on the optimizer before every update
   (host floats, after the engine's scheduler has written its own), and the ``lr`` column
@@ -106,7 +121,8 @@ import dataclasses
 import fnmatch
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
@@ -152,25 +168,73 @@ def gradual_steps(start: int, end: int, every: int) -> list[int]:
     return sorted({*range(start, end, max(every, 1)), end})
 
 
-def retrain_factor(kind: str, j: int, length: int, *, dense_factor: Any = None, dense_steps: int = 0,
-                   dense_end: float = 0.0, allr_start: float = 1.0) -> float:
+@dataclass(frozen=True)
+class DenseLRs:
+    """What the retraining schedules read from the dense phase's LR schedule, as multiples
+    of the peak LR (``optimizer.lr``). BIMP's ``maxLR`` is :attr:`max`, its ``minLR``
+    :attr:`min` (the smallest LR after the dense warmup)."""
+
+    factor: Callable[[int], float]  # eta(t) / peak for dense update t (0-based)
+    steps: int  # D
+    warmup: int  # the dense schedule's warmup steps
+    end: float  # after the last dense update, eta(D)
+    max: float
+    min: float
+
+    @classmethod
+    def of(cls, schedule: Any, steps: int) -> DenseLRs:
+        """From a schedule bound to the dense phase's ``steps`` (one pass over its factors)."""
+        if steps == 0:  # no dense phase (ft, lrw and slr are refused then): peak to 0
+            return cls(lambda t: 1.0, 0, 0, 1.0, 1.0, 0.0)
+        values = [schedule.factor(t) for t in range(steps)]
+        warmup = min(getattr(schedule, "warmup_steps", 0), steps - 1)
+        return cls(schedule.factor, steps, warmup, schedule.end_factor(steps), max(values),
+                   min(values[warmup:]))
+
+
+def retrain_warmup(kind: str, length: int) -> int:
+    """BIMP's warmup for a retraining round of ``length`` steps: 10% (rounded down) for
+    slr, clr, llr and allr; none for ft and lrw."""
+    return 0 if kind in ("ft", "lrw") else int(0.1 * length)
+
+
+def allr_start(rel_norm_drop: float, prune_per_phase: float, length: int, dense_steps: int,
+               max_factor: float = 1.0) -> float:
+    """ALLR's LR after warmup (BIMP): ``rel_norm_drop / sqrt(prune_per_phase) * maxLR``
+    clipped to ``[min(B / T, 1) * maxLR, maxLR]`` with B the round's and T the dense phase's
+    steps (``maxLR`` itself when there is no dense phase)."""
+    low = min(length / dense_steps, 1.0) * max_factor if dense_steps else max_factor
+    return min(max(rel_norm_drop / math.sqrt(prune_per_phase) * max_factor, low), max_factor)
+
+
+def retrain_factor(kind: str, j: int, length: int, dense: DenseLRs, start: float | None = None) -> float:
     """LR multiplier (of the peak LR) for update ``j`` (0-based) of a retraining round of
-    ``length`` steps; ``j == length`` gives the value the round ends at (the ``lr`` column).
-    ``dense_factor(t)`` is the dense phase's schedule for its update ``t`` over
-    ``dense_steps`` steps, ``dense_end`` the value it ended at."""
-    if kind == "llr":
-        return 1 - j / length
-    if kind == "allr":
-        return allr_start * (1 - j / length)
-    if kind == "clr":
-        return 0.5 * (1 + math.cos(math.pi * j / length))
-    if kind == "ft" or j >= length:
-        return dense_end
+    ``length`` steps, as BIMP's ``define_retrain_schedule``; ``j == length`` gives the value
+    the round ends at (the ``lr`` column). ``start``: ALLR's start (:func:`allr_start`).
+
+    slr/clr/llr/allr first warm up over :func:`retrain_warmup` steps W from 0 to their start
+    A on a half cosine, ``A (1 - cos(pi j / W)) / 2`` (BIMP's ``CosineAnnealingLR`` warmup),
+    then run their main part over the remaining ``R - W`` steps, ``k = j - W``."""
+    if kind not in RETRAIN_SCHEDULES:
+        raise ValueError(f"unknown retrain schedule {kind!r}; one of {', '.join(RETRAIN_SCHEDULES)}")
+    if kind == "ft":
+        return dense.min
     if kind == "lrw":
-        return dense_factor(max(dense_steps - length + j, 0))
-    if kind == "slr":
-        return dense_factor(min(j * dense_steps // length, dense_steps - 1))
-    raise ValueError(f"unknown retrain schedule {kind!r}; one of {', '.join(RETRAIN_SCHEDULES)}")
+        return dense.end if j >= length else dense.factor(max(dense.steps - length + j, 0))
+    peak = (dense.max if start is None else start) if kind == "allr" else dense.max
+    w = retrain_warmup(kind, length)
+    if j < w:
+        return peak * (1 - math.cos(math.pi * j / w)) / 2
+    k, n = j - w, length - w
+    if kind in ("llr", "allr"):
+        return peak * (1 - k / n)
+    if kind == "clr":
+        return dense.min + (peak - dense.min) * (1 + math.cos(math.pi * k / n)) / 2
+    # slr: the dense schedule with its warmup at the peak, compressed into the n steps
+    if k >= n:
+        return dense.end
+    t = k * dense.steps // n
+    return peak if t < dense.warmup else dense.factor(t)
 
 
 # --- the model (pure functions) ---
@@ -180,21 +244,48 @@ def prunable_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, PRUNABLE) and n]
 
 
-def default_exclude(model: nn.Module) -> list[str]:
-    """ShrinkBench's default: the first convolution and the classifier (last linear layer)."""
+@torch.no_grad()
+def find_classifier_and_first_conv(model: nn.Module, input_shape: Sequence[int],
+                                   device: torch.device | str = "cpu") -> tuple[str | None, str | None]:
+    """By execution, not registration order, on one forward pass of a zero image (eval
+    mode): the classifier -- the last conv/linear layer to run whose output has the logits'
+    width in dimension 1 (a final ``Linear``, or a 1x1 conv before global pooling) -- and
+    the first convolution to run. ``None`` where there is none."""
+    ran: list[tuple[str, torch.Size]] = []
+    handles = []
+    for name, module in model.named_modules():
+        if name and isinstance(module, PRUNABLE):
+            def hook(_m: nn.Module, _i: object, out: torch.Tensor, name: str = name) -> None:
+                ran.append((name, out.shape))
+            handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    width = logits.shape[1] if logits.dim() > 1 else None
+    classifier = next((n for n, shape in reversed(ran) if len(shape) > 1 and shape[1] == width),
+                      ran[-1][0] if ran else None)
     modules = dict(model.named_modules())
-    mods = [(n, modules[n]) for n in prunable_names(model)]
-    first_conv = next((n for n, m in mods if isinstance(m, nn.modules.conv._ConvNd)), None)
-    last_linear = next((n for n, m in reversed(mods) if isinstance(m, nn.Linear)), None)
-    return [n for n in (first_conv, last_linear) if n is not None]
+    first_conv = next((n for n, _ in ran if isinstance(modules[n], nn.modules.conv._ConvNd)), None)
+    return classifier, first_conv
 
 
-def select_modules(model: nn.Module, exclude: Sequence[str] | None) -> dict[str, nn.Module]:
-    """The layers to prune, by name. ``exclude=None``: :func:`default_exclude`. Raises
-    InputError for a pattern that matches no prunable layer, or when nothing is left."""
+def default_exclude(model: nn.Module, input_shape: Sequence[int], device: torch.device | str = "cpu",
+                    first_conv: bool = False) -> list[str]:
+    """ShrinkBench's default: the classifier (the layer producing the logits, found by
+    :func:`find_classifier_and_first_conv`); with ``first_conv`` also the first convolution."""
+    classifier, conv = find_classifier_and_first_conv(model, input_shape, device)
+    return [n for n in (conv if first_conv else None, classifier) if n is not None]
+
+
+def select_modules(model: nn.Module, exclude: Sequence[str]) -> dict[str, nn.Module]:
+    """The layers to prune, by name: every conv/linear layer not matched by ``exclude``.
+    Raises InputError for a pattern that matches no prunable layer, or when nothing is left."""
     names = prunable_names(model)
-    if exclude is None:
-        exclude = default_exclude(model)
     unmatched = [p for p in exclude if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unmatched:
         raise InputError(f"methods.prune.exclude: {', '.join(map(repr, unmatched))} match no prunable "
@@ -326,6 +417,7 @@ class Prune(Method):
                  goal: Annotated[float, Range(gt=0, lt=1)] = 0.9,
                  scope: Literal["global", "layer"] = "global",
                  exclude: list[str] | None = None,
+                 exclude_first_conv: bool = False,
                  phases: PosInt = 3,
                  retrain: Time = Time(10, "ep"),
                  retrain_schedule: Literal["ft", "lrw", "slr", "clr", "llr", "allr"] = "llr",
@@ -335,6 +427,7 @@ class Prune(Method):
                  every: Time = Time(1, "ep"),
                  initial: Fraction = 0.0) -> None:
         self.schedule, self.goal, self.scope, self.exclude = schedule, goal, scope, exclude
+        self.exclude_first_conv = exclude_first_conv
         self.phases, self.retrain, self.dense = phases, retrain, dense
         self.retrain_schedule = retrain_schedule
         self.start, self.end, self.every, self.initial = start, end, every, initial
@@ -346,11 +439,25 @@ class Prune(Method):
 
     def on_init(self, state: TrainState) -> None:
         model = unwrap(state.model)
-        self.modules = list(select_modules(model, self.exclude).values())
-        reparametrise(self.modules)
         shape = state.data.shape if state.data is not None else None
+        self.modules = list(select_modules(model, self._exclude(model, shape, state.device)).values())
+        reparametrise(self.modules)
         self.layer_flops = layer_flops(model, shape, state.device) if shape is not None else {}
         self.total_flops = sum(self.layer_flops.values())
+
+    def _exclude(self, model: nn.Module, shape: Sequence[int] | None, device: torch.device) -> list[str]:
+        """The names to leave dense: ``exclude`` (default: the classifier), plus the first
+        convolution with ``exclude_first_conv``."""
+        if shape is None:  # no data to run the model on (a bare TrainState): registration order
+            names = prunable_names(model)
+            classifier, first_conv = (names[-1] if names else None), next(
+                (n for n in names if isinstance(model.get_submodule(n), nn.modules.conv._ConvNd)), None)
+        else:
+            classifier, first_conv = find_classifier_and_first_conv(model, shape, device)
+        exclude = list(self.exclude) if self.exclude is not None else [n for n in [classifier] if n]
+        if self.exclude_first_conv and first_conv is not None and first_conv not in exclude:
+            exclude.insert(0, first_conv)
+        return exclude
 
     def on_fit_start(self, state: TrainState) -> None:
         clock, total = state.clock, state.clock.total_steps
@@ -358,6 +465,7 @@ class Prune(Method):
             raise InputError("methods.prune: cyclic (self-timed) schedules are refused; see "
                              "'trainbench list methods' and the prune docstring.")
         self.params = [m.weight_orig for m in self.modules]
+        self.all_params = [p.detach() for p in unwrap(state.model).parameters()]  # ALLR's model norm
         self.masks = [m.weight_mask for m in self.modules]
         self.peak_lrs = [g.setdefault("initial_lr", g["lr"]) for g in state.optimizer.param_groups]
         if self.schedule == "gradual":
@@ -399,7 +507,7 @@ class Prune(Method):
         peak = state.recipe.get("optimizer", {}).get("lr", self.peak_lrs[0])
         dense_clock = dataclasses.replace(clock, total_steps=max(d, 1))
         self.dense_schedule = build_schedule(sched).bind(dense_clock, peak)
-        self.dense_end = self.dense_schedule.end_factor(d) if d > 0 else 1.0
+        self.dense_lrs = DenseLRs.of(self.dense_schedule, d)
         self._set_lr(state.optimizer, self.lr_factor(state.step))
 
     def curve_points(self, state: TrainState) -> Iterable[int]:
@@ -414,9 +522,8 @@ class Prune(Method):
         if i < b[0] or (end and i == b[0]):
             return self.dense_schedule.end_factor(i) if end else self.dense_schedule.factor(i)
         k = next(k for k in range(1, len(b)) if (i <= b[k] if end else i < b[k]))
-        return retrain_factor(self.retrain_schedule, i - b[k - 1], b[k] - b[k - 1],
-                              dense_factor=self.dense_schedule.factor, dense_steps=b[0],
-                              dense_end=self.dense_end, allr_start=self.allr_start)
+        return retrain_factor(self.retrain_schedule, i - b[k - 1], b[k] - b[k - 1], self.dense_lrs,
+                              start=self.allr_start)
 
     def _set_lr(self, optimizer: Any, factor: float) -> None:
         for g, peak in zip(optimizer.param_groups, self.peak_lrs, strict=True):
@@ -428,11 +535,16 @@ class Prune(Method):
                  y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = state.step
         if s in self.prune_at:
-            removed, before = prune_to_(self.modules, self.prune_at[s], self.scope)
+            allr = self.retrain_schedule == "allr" and self.schedule == "imp"
+            if allr:  # BIMP: the norm of the whole model (every weight and bias) before pruning
+                model_norm = torch.stack(torch._foreach_norm(self.all_params)).norm()
+            removed, _ = prune_to_(self.modules, self.prune_at[s], self.scope)
             mask_(self.params, self.masks, state.optimizer)
-            if self.retrain_schedule == "allr" and self.schedule == "imp":
-                r, b = torch.stack([removed, before]).tolist()  # one host read per round
-                self.allr_start = min(1.0, r / b) if b > 0 else 1.0
+            if allr:
+                r, n = torch.stack([removed, model_norm]).tolist()  # one host read per round
+                k = self.bounds.index(s)
+                self.allr_start = allr_start(r / n if n > 0 else 0.0, phase_amount(self.goal, self.phases),
+                                             self.bounds[k + 1] - s, self.bounds[0], self.dense_lrs.max)
         if self.bounds:  # IMP governs the LR (after the engine's scheduler wrote its own)
             self._set_lr(state.optimizer, self.lr_factor(s))
         return x, y

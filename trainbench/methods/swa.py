@@ -4,12 +4,26 @@ Weights Leads to Wider Optima and Better Generalization", UAI 2018).
 From ``start`` on, the weights are averaged (equal weights) every ``every``, counted back
 from the end of the run so the final weights are always in the average: in a 30-epoch run
 with ``start: 0.75dur`` and ``every: 1ep`` the snapshots are those after epochs 23, 24, ...,
-30. Built on ``torch.optim.swa_utils``: the average is an ``AveragedModel``; before each
-evaluation at which it has new snapshots its BatchNorm statistics are recomputed with
-``update_bn`` on the clean training images (normalised, in order, no augmentation, no
-mixing, no autocast), only if the model has BatchNorm. Each evaluation point also evaluates
-the average, in the columns ``test_acc_swa``, ``test_loss_swa``, ``test_ece_swa``; they are
-blank while the average is empty.
+30. Built on ``torch.optim.swa_utils``: the average is an ``AveragedModel``. Each evaluation
+point also evaluates the average, in the columns ``test_acc_swa``, ``test_loss_swa``,
+``test_ece_swa``; they are blank while the average is empty.
+
+**BatchNorm statistics.** Before each evaluation at which the average has new snapshots
+(only if the model has BatchNorm), its running statistics are recomputed by one pass over
+the clean training images (normalised, no augmentation, no mixing, no autocast), as
+``update_bn`` does, with two differences (:func:`update_bn_weighted`): the images come in a
+seeded random order (from the recipe's seed, the same at every recomputation and after a
+resume), split into near-equal batches of at most ``data.eval_batch_size``; and each
+batch's statistics are weighted by its size. ``update_bn`` averages per-batch statistics
+with equal weights over the data in stored order: on class-sorted data (``imagefolder``)
+each batch then holds one class and the recomputed variance is the within-class variance
+(0.02 instead of 1.0 on a tiny sorted folder), and a short last batch weighs as much as a
+full one. Now the running mean is exactly the training set's mean of the layer's input, and
+the running variance the size-weighted mean of random batches' (unbiased) variances.
+
+**Timing.** That pass is training work (the average is not a usable model without it), so it
+runs in the ``before_eval`` event, on the training clock: it counts in ``train_time_s``.
+Evaluating the average (``on_eval``) does not.
 
 With ``lr`` set, ``SWALR`` is created at ``start`` and anneals the LR (``anneal_strategy``
 cos or linear) from the schedule's value there to ``lr`` over ``anneal`` steps, then holds
@@ -46,7 +60,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
+from torch.optim.swa_utils import SWALR, AveragedModel
 
 from trainbench.errors import InputError
 from trainbench.methods.base import METHODS, Evaluate, Method, TrainState
@@ -56,6 +70,7 @@ from trainbench.registry import PosFloat
 from trainbench.timeunits import Time
 
 FIELD = ("methods", "swa")
+BN_ORDER_STREAM = 5  # the BN pass's order is seeded with seed * 1000 + 5 (the engine uses 1..4)
 
 
 def swa_steps(start_step: int, end_step: int, every: int) -> list[int]:
@@ -90,6 +105,35 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+@torch.no_grad()
+def update_bn_weighted(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], model: nn.Module) -> None:
+    """Recompute ``model``'s BatchNorm running statistics from one pass over ``batches``
+    (``(images, labels)``; labels unused), each batch's statistics weighted by its size.
+
+    Like ``torch.optim.swa_utils.update_bn`` (statistics reset, train mode, momentum
+    restored after), but where ``update_bn`` (momentum ``None``) takes the plain mean of the
+    per-batch statistics, here batch ``k`` of ``b_k`` images gets momentum
+    ``b_k / (b_1 + ... + b_k)``: the running values end as ``sum(b_k * stat_k) / sum(b_k)``.
+    Sync-free: batch sizes are host integers."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    momenta = [bn.momentum for bn in bns]
+    was_training = model.training
+    for bn in bns:
+        bn.reset_running_stats()
+    model.train()
+    seen = 0
+    for x, _ in batches:
+        seen += x.shape[0]
+        for bn in bns:
+            bn.momentum = x.shape[0] / seen
+        model(x)
+    for bn, momentum in zip(bns, momenta, strict=True):
+        bn.momentum = momentum
+    model.train(was_training)
+
+
 def _multi_cycle(recipe: dict[str, Any]) -> bool:
     sched = recipe["schedule"]
     return recipe["curve"]["mode"] == "cyclic" and self_timed(sched["name"]) and sched.get("cycles", 1) > 1
@@ -112,6 +156,7 @@ class SWA(Method):
         self.n = 0  # snapshots in the average (host copy of swa.n_averaged)
         self.avg_cycle = -1  # the cycle whose snapshots the average holds
         self.fresh = False  # new snapshots since the last evaluation of the average
+        self.bn_stale = False  # new snapshots since the last BatchNorm recomputation
         self.cached: dict[str, float] = {}
 
     # --- set-up ---
@@ -190,20 +235,21 @@ class SWA(Method):
                                  model_tensors(model, self.buffer_names))
         self.n += 1
         self.swa.n_averaged.fill_(self.n)
-        self.fresh = True
+        self.fresh = self.bn_stale = True
 
     # --- checkpoints ---
 
     def state_dict(self) -> dict[str, Any]:
         assert self.swa is not None
         return {"swa": self.swa.state_dict(), "n": self.n, "avg_cycle": self.avg_cycle,
-                "fresh": self.fresh, "cached": dict(self.cached),
+                "fresh": self.fresh, "bn_stale": self.bn_stale, "cached": dict(self.cached),
                 "swalr": None if self.swalr is None else self.swalr.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         assert self.swa is not None
         self.swa.load_state_dict(state["swa"])
         self.n, self.avg_cycle, self.fresh = state["n"], state["avg_cycle"], state["fresh"]
+        self.bn_stale = state.get("bn_stale", self.fresh)  # older checkpoints: recompute if fresh
         self.cached = dict(state["cached"])
         if state["swalr"] is not None:
             # SWALR's constructor takes a step that rewrites the LR: rebuild it, restore its
@@ -215,10 +261,22 @@ class SWA(Method):
     # --- evaluation ---
 
     def recompute_bn(self, state: TrainState) -> None:
-        """BatchNorm statistics of the average from one pass over the clean training images."""
+        """BatchNorm statistics of the average from one pass over the clean training images,
+        in a seeded random order (see the module docstring)."""
         assert self.swa is not None
+        seed = state.recipe.get("seed", 0) * 1000 + BN_ORDER_STREAM
         with torch.autocast(state.device.type, enabled=False):
-            update_bn(state.data.clean_train_batches(), self.swa.module)
+            update_bn_weighted(state.data.clean_train_batches(seed=seed), self.swa.module)
+        self.bn_stale = False
+
+    def _shows_average(self, state: TrainState) -> bool:
+        """Whether this evaluation point reports the average (not empty, this cycle's)."""
+        return self.n > 0 and self.cycle_of(state.step) == self.avg_cycle
+
+    def before_eval(self, state: TrainState) -> None:
+        # Training work, on the training clock: the average's BN statistics.
+        if self.has_bn and self.bn_stale and self._shows_average(state):
+            self.recompute_bn(state)
 
     def on_eval(self, state: TrainState, evaluate: Evaluate) -> dict[str, float]:
         # Once SWALR governs the LR, the lr column shows its LR (the one the next step uses,
@@ -227,12 +285,11 @@ class SWA(Method):
         return {**self._evaluate_average(state, evaluate), **lr}
 
     def _evaluate_average(self, state: TrainState, evaluate: Evaluate) -> dict[str, float]:
-        if self.n == 0 or self.cycle_of(state.step) != self.avg_cycle:
+        if not self._shows_average(state):
             return {}  # empty, or holding an earlier cycle's average: blank
         if self.fresh:
             assert self.swa is not None
-            if self.has_bn:
-                self.recompute_bn(state)
+            self.before_eval(state)  # a no-op when the engine has fired it (it always does)
             r = evaluate(self.swa.module)
             self.cached = {"test_acc_swa": r["test_acc"], "test_loss_swa": r["test_loss"],
                            "test_ece_swa": r["test_ece"]}
