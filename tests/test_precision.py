@@ -26,7 +26,7 @@ ROOT = Path(__file__).parent.parent
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 # A few steps on a slice of digits: fast whatever the CPU emulates.
 TINY = ["duration=3ba", "eval.every=null", "data.train_subset=256", "data.test_subset=64",
-        "model.width=8"]
+        "data.batch_size=16", "model.width=8"]
 
 AVX2_EPYC = CpuFeatures("AVX2", avx512_bf16=False, amx=False, amx_fp16=False, onednn_cap=None)
 SAPPHIRE_RAPIDS = CpuFeatures("AVX512", avx512_bf16=True, amx=True, amx_fp16=False, onednn_cap=None)
