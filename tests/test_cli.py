@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -74,6 +75,74 @@ def test_command_help(command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+COMMANDS = {c.name or c.callback.__name__: c.callback for c in app.registered_commands}
+BOX = " │╭╮╰╯─"
+
+
+def help_at(width: int, *args: str) -> list[str]:
+    """``--help`` output at a terminal ``width`` columns wide, box borders stripped."""
+    result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": str(width), "TERMINAL_WIDTH": None})
+    assert result.exit_code == 0, result.output
+    return [line.strip(BOX) for line in result.output.splitlines()]
+
+
+def paragraphs(doc: str | None) -> list[str]:
+    return [" ".join(p.split()) for p in textwrap.dedent(doc or "").strip().split("\n\n")]
+
+
+def test_help_breaks_no_sentence_at_a_wide_terminal() -> None:
+    listing = help_at(300)
+    assert sorted(COMMANDS) == ["compare", "fidelity", "list", "run", "show", "validate"]
+    for name, fn in COMMANDS.items():
+        first, *_ = paragraphs(fn.__doc__)
+        # the command list: one line each
+        assert any(line.split(maxsplit=1) == [name, first] for line in listing), (name, first)
+        page = help_at(300, name)
+        for p in paragraphs(fn.__doc__):
+            assert p in page, (name, p)  # the command's own page: each paragraph on one line
+    assert any("Ctrl-C (or SIGTERM) stops after" in line for line in help_at(200))
+    assert any("Ctrl-C (or SIGTERM) stops after" in line for line in help_at(200, "run"))
+
+
+def test_later_docstring_paragraphs_read_as_prose_too() -> None:
+    # typer keeps a later paragraph's line breaks as written; the app joins them.
+    from trainbench.cli import ProseTyper
+
+    demo = ProseTyper(rich_markup_mode="rich")
+
+    @demo.command()
+    def one() -> None:
+        """First paragraph.
+
+        A second paragraph written over
+        two source lines."""
+
+    @demo.command()
+    def two() -> None:
+        """Another command."""
+
+    result = runner.invoke(demo, ["one", "--help"], env={"COLUMNS": "120"})
+    assert any(line.strip() == "A second paragraph written over two source lines."
+               for line in result.output.splitlines()), result.output
+
+
+@pytest.mark.parametrize("width", [40, 64])
+def test_help_wraps_as_prose_at_a_narrow_terminal(width: int) -> None:
+    for name, fn in COMMANDS.items():
+        raw = runner.invoke(app, [name, "--help"], env={"COLUMNS": str(width)}).output.splitlines()
+        assert max(len(line) for line in raw) <= width
+        usage = next(i for i, line in enumerate(raw) if "Usage:" in line)
+        start = next(i for i in range(usage, len(raw)) if not raw[i].strip())  # usage may wrap
+        end = next(i for i, line in enumerate(raw) if line.startswith("╭"))
+        text = "\n".join(line.strip() for line in raw[start:end]).strip()
+        assert [" ".join(p.split()) for p in text.split("\n\n")] == paragraphs(fn.__doc__)
+        for p in text.split("\n\n"):
+            lines = p.splitlines()
+            for a, b in itertools.pairwise(lines):
+                # wrapped where the terminal ends, not earlier: the next word did not fit
+                assert len(a) + 1 + len(b.split()[0]) > width - 2, (name, a, b)
 
 
 def test_cli_import_does_not_import_torch_and_help_runs() -> None:

@@ -1,4 +1,5 @@
-"""The training loop: determinism, evaluation points, timing, divergence, precision, metrics."""
+"""The training loop: determinism, evaluation points, timing, divergence, metrics (precision:
+tests/test_precision.py)."""
 
 from __future__ import annotations
 
@@ -90,14 +91,6 @@ def test_label_smoothing_method_changes_the_loss(tmp_path: Path) -> None:
     floor = -(0.82 * math.log(0.82) + 9 * 0.02 * math.log(0.02))
     assert smooth.read_points()[-1]["train_loss"] > floor
     assert plain.read_points()[-1]["train_loss"] < floor / 2
-
-
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_on_cpu(tmp_path: Path, precision: str) -> None:
-    outcome, run = _run(tmp_path, precision, ["duration=10ba", f"precision={precision}"])
-    assert outcome.status == "completed", outcome.message
-    (p,) = run.read_points()
-    assert math.isfinite(p["train_loss"]) and p["test_acc"] > 0.1
 
 
 def test_failed_run_keeps_traceback_and_status(tmp_path: Path) -> None:

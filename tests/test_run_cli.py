@@ -121,6 +121,8 @@ def test_every_shipped_recipe_smoke_runs(tmp_path: Path) -> None:
             assert json.loads((sub / "meta.json").read_text())["total_steps"] <= 24
     cifar = json.loads((tmp_path / "cifar10-baseline/seed0-smoke/meta.json").read_text())
     assert cifar["synthetic_data"] is True  # no CIFAR files here: same-shape synthetic stand-in
+    # bf16 in the recipe, fp32 in a smoke run on a CPU: seconds whatever the CPU's bf16 support
+    assert (cifar["precision"]["recipe"], cifar["precision"]["used"]) == ("bf16", "fp32")
 
 
 def test_digits_method_recipes_run_on_real_data(tmp_path: Path) -> None:

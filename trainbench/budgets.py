@@ -72,7 +72,7 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
                 final = {**outcome.points[-1], "curve": 1}
             if writer is None:  # the first budget run: it also says where the runs ran
                 run.update_meta(**{k: v for k, v in sub_run.read_meta().items()
-                                   if k in ("device", "torch_build", "cuda")})
+                                   if k in ("device", "torch_build", "cuda", "precision")})
                 writer = run.points_writer(list(final))
             writer.append(final)
             points.append(final)

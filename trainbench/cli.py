@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 a run failed or diverged, 2 bad input (recipe, usage, missin
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -30,8 +31,33 @@ if TYPE_CHECKING:
 
     SummaryRow = tuple[Recipe, str, dict[str, Any], RunDir]
 
-app = typer.Typer(
+CommandFn = TypeVar("CommandFn", bound=Callable[..., Any])
+
+class ProseTyper(typer.Typer):
+    """A Typer app whose commands' help reads as prose at any terminal width.
+
+    Typer shows a docstring's single line breaks as they are in some places (the command list
+    of ``trainbench --help``, the later paragraphs of ``trainbench run --help``; which ones
+    depends on its version and markup mode), so a sentence broken for the source's line
+    length would break mid-sentence on the terminal. Each paragraph (blank-line separated)
+    of a command's docstring is joined into one line here and rich wraps it to the terminal.
+    """
+
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[CommandFn], CommandFn]:
+        def register(f: CommandFn) -> CommandFn:
+            help_ = kwargs.pop("help", None) or prose(f.__doc__ or "")
+            return super(ProseTyper, self).command(name, help=help_, **kwargs)(f)
+        return register
+
+
+def prose(doc: str) -> str:
+    """Each paragraph of ``doc`` on one line, paragraphs separated by a blank line."""
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+
+
+app = ProseTyper(
     name="trainbench",
+    rich_markup_mode="rich",  # the same rendering whatever typer's version defaults to
     help="Accuracy-versus-training-time tradeoff curves for training recipes.",
     no_args_is_help=True,
     add_completion=False,

@@ -6,7 +6,9 @@ through the events of :mod:`trainbench.methods.base`; the loop itself never chan
 Performance rules followed here (each one measured in ``benchmarks/overhead.py``):
 - the dataset lives on the device; batches are sliced, normalised and augmented there;
 - the step loop never reads a device value on the host, except for a divergence check every
-  ``DIVERGENCE_CHECK_EVERY`` steps and at evaluation points;
+  ``DIVERGENCE_CHECK_EVERY`` steps and at evaluation points -- and, with ``precision: fp16``,
+  once per step inside ``GradScaler.step``, which must know whether the gradients hold an
+  inf/NaN to skip the update (inherent to torch's loss scaling; bf16 and fp32 need no scaler);
 - ``train_time_s`` is wall-clock time of the step loop only, synchronised with the device
   before it is read, with evaluation, checkpoints and start-up excluded (methods'
   ``before_eval`` work, such as SWA's BatchNorm pass, is training and counts).
@@ -15,6 +17,9 @@ Long runs: at checkpoint steps (:mod:`trainbench.checkpoint`) everything statefu
 (:class:`Resumable`), and ``resume=True`` rebuilds the run, restores the newest checkpoint
 and continues from its step bit for bit; a ``stop`` request (the first SIGINT/SIGTERM) ends
 the run after the current step with a checkpoint.
+
+Precision (:mod:`trainbench.precision`): the recipe's, except that a smoke run on a CPU
+trains in fp32; meta.json records both.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ from trainbench.methods import Method, TrainState, build_methods
 from trainbench.methods.ema import unwrap
 from trainbench.models import build_model
 from trainbench.optim import build_optimizer
+from trainbench.precision import choose as choose_precision
+from trainbench.precision import warn_once
 from trainbench.recipe import Recipe
 from trainbench.registry import instantiate
 from trainbench.results import POINT_COLUMNS, RESERVE_NAME, RunDir, read_points
@@ -354,7 +361,10 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     # surgery first, compile last), recipe order among equals.
     model = build_model(r["model"], data.shape[0], data.num_classes).to(dev)
     methods = build_methods(r["methods"])
-    precision = r["precision"]
+    # fp16 needs loss scaling (its range underflows small gradients); bf16 has fp32's range.
+    precision_choice = choose_precision(r["precision"], dev.type, smoke)
+    warn_once(precision_choice.warning)  # a CPU without native bf16/fp16: slow, but as asked
+    precision = precision_choice.used
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
     state = TrainState(recipe=r, model=model, device=dev, clock=clock,
                        num_classes=data.num_classes, data=data, scaler=scaler,
@@ -383,7 +393,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     total = clock.total_steps
     run.update_meta(device=device_name(dev), torch_build=torch.__version__, cuda=torch.version.cuda,
                     total_steps=total, steps_per_epoch=clock.steps_per_epoch,
-                    batch_size=batch_size, synthetic_data=synthetic, curve_steps=sorted(curve))
+                    batch_size=batch_size, synthetic_data=synthetic, curve_steps=sorted(curve),
+                    precision=precision_choice.meta())
 
     # Everything a checkpoint holds, so a resumed run continues bit for bit.
     loop = LoopState(loss_sum=torch.zeros((), device=dev))  # loss summed on the device
