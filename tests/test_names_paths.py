@@ -22,7 +22,8 @@ from trainbench.runner import run_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
-TINY = ["--set", "duration=2ba", "--set", "schedule.warmup=0ba", "--set", "eval.every=null"]  # a run of two smoke steps
+# a run of two smoke steps
+TINY = ["--set", "duration=2ba", "--set", "schedule.warmup=0ba", "--set", "eval.every=null"]
 runner = CliRunner()
 
 
