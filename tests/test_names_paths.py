@@ -285,7 +285,8 @@ def test_short_lr_plot_legend_hides_nothing(tmp_path: Path, drawn: list) -> None
     from trainbench.plots import plot_lr_schedule
 
     # Constant LR of three steps: the line and the curve point end at the top right.
-    plot_lr_schedule(load_recipe(QUICKSTART, ["duration=3ba", "schedule.name=constant"]), tmp_path / "lr.png")
+    recipe = load_recipe(QUICKSTART, ["duration=3ba", "schedule.name=constant", "schedule.warmup=0ba"])
+    plot_lr_schedule(recipe, tmp_path / "lr.png")
     assert_legend_clear(drawn)
 
 

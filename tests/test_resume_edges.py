@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from trainbench import checkpoint
+from trainbench import checkpoint, results
 from trainbench.cli import app
 from trainbench.engine import run_recipe
 from trainbench.errors import InputError
@@ -168,11 +167,11 @@ class FillingDisk:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        real_mkstemp, real_fdopen, disk = tempfile.mkstemp, os.fdopen, self
+        real_new_temp, real_fdopen, disk = results._new_temp_file, os.fdopen, self
 
-        def mkstemp(*a: Any, **k: Any) -> tuple[int, str]:
-            fd, name = real_mkstemp(*a, **k)
-            disk.paths[fd] = name
+        def new_temp_file(path: Path) -> tuple[int, Path]:
+            fd, name = real_new_temp(path)
+            disk.paths[fd] = str(name)
             return fd, name
 
         class File:
@@ -206,7 +205,7 @@ class FillingDisk:
             f = real_fdopen(fd, *a, **k)
             return File(f, disk.paths.pop(fd)) if fd in disk.paths else f
 
-        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(results, "_new_temp_file", new_temp_file)
         monkeypatch.setattr(os, "fdopen", fdopen)
 
 
