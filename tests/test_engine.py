@@ -134,27 +134,49 @@ def test_evaluate_accuracy_loss_and_ece_exactly() -> None:
 
 
 def test_train_time_counts_every_step_between_points(tmp_path: Path, monkeypatch) -> None:
-    # A clock that advances by one "second" per training batch served: train_time_s at a point
-    # must then equal the steps trained so far, across divergence checks (every 50 steps) and
-    # checkpoints, which must not reset or add to it.
+    # A fake clock that advances by one "second" per training batch served, and by large,
+    # distinct amounts inside evaluation (1000 s), checkpoint saving (1e6 s) and the run
+    # directory's writes (meta.json, points.csv: 1e9 s). train_time_s at a point must then
+    # equal the steps trained so far: evaluation, checkpoints and bookkeeping excluded, and no
+    # step lost across divergence checks, checkpoints or points.
     import types
 
-    from trainbench import engine
+    from trainbench import checkpoint, engine
+    from trainbench.results import PointsWriter
 
-    served = [0]
+    now = [0.0]
+
+    def advancing(fn, seconds: float):
+        def timed(*args, **kw):
+            now[0] += seconds / 2  # on both sides of the work: whatever is read in between
+            try:
+                return fn(*args, **kw)
+            finally:
+                now[0] += seconds / 2
+        return timed
+
     real_batches = DeviceData.train_batches
 
     def counting(self):
         for batch in real_batches(self):
-            served[0] += 1
+            now[0] += 1
             yield batch
 
     monkeypatch.setattr(DeviceData, "train_batches", counting)
-    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: float(served[0])))
-    out, run = _run(tmp_path, "r", ["data.train_subset=512", "duration=15ep", "eval.every=7ep",
-                                    "checkpoint.every=3ba"])
+    monkeypatch.setattr(engine, "evaluate", advancing(engine.evaluate, 1e3))
+    monkeypatch.setattr(checkpoint, "save", advancing(checkpoint.save, 1e6))
+    monkeypatch.setattr(RunDir, "update_meta", advancing(RunDir.update_meta, 1e9))
+    monkeypatch.setattr(PointsWriter, "append", advancing(PointsWriter.append, 1e9))
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(engine, "DIVERGENCE_CHECK_EVERY", 4)
+    # 8 steps an epoch, 24 steps: points at 10, 20, 24; checkpoints at 5, 10, 15, 20 (two of
+    # them on a point's step); divergence checks every 4 steps.
+    out, run = _run(tmp_path, "r", ["data.train_subset=512", "model.width=8", "duration=3ep",
+                                    "eval.every=10ba", "checkpoint.every=5ba"])
     assert out.status == "completed"
+    meta = run.read_meta()
+    assert meta["checkpoint_step"] == 20 and meta["checkpoint_time_s"] == 4e6  # the saves ran
     points = run.read_points()
-    assert [p["step"] for p in points] == [56, 112, 120]
+    assert [p["step"] for p in points] == [10, 20, 24]
     # The batch for step s is served before step s's clock read: times are steps.
-    assert [p["train_time_s"] for p in points] == [56.0, 112.0, 120.0]
+    assert [p["train_time_s"] for p in points] == [10.0, 20.0, 24.0]
