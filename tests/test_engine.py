@@ -180,3 +180,94 @@ def test_train_time_counts_every_step_between_points(tmp_path: Path, monkeypatch
     assert [p["step"] for p in points] == [10, 20, 24]
     # The batch for step s is served before step s's clock read: times are steps.
     assert [p["train_time_s"] for p in points] == [10.0, 20.0, 24.0]
+
+
+# --- device choice: errors are bad input (exit 2), checked on a CPU-only machine too ---
+
+
+def test_resolve_device_errors_name_the_device_and_the_fix(monkeypatch) -> None:
+    from trainbench.engine import resolve_device
+    from trainbench.errors import InputError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
+    for spec in ("cuda", "cuda:0"):
+        with pytest.raises(InputError) as err:
+            resolve_device(spec)
+        assert str(err.value) == (f"device: '{spec}' was asked for but this machine has no usable CUDA "
+                                  "GPU (torch.cuda.is_available() is False). Use --device cpu, or "
+                                  "device: auto in the recipe.")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    for spec in ("cuda:2", "cuda:3"):  # indices count from 0: cuda:2 is the third GPU
+        with pytest.raises(InputError) as err:
+            resolve_device(spec)
+        assert str(err.value) == (f"device: '{spec}' does not exist; this machine has 2 GPU(s) "
+                                  "(cuda:0 ...).")
+
+
+@pytest.mark.parametrize(("device", "gpus", "says"), [
+    ("cuda", 0, "'cuda' was asked for but this machine has no usable CUDA GPU"),
+    ("cuda:3", 2, "'cuda:3' does not exist; this machine has 2 GPU(s)"),
+])
+def test_cli_turns_a_missing_device_into_exit_2(tmp_path: Path, monkeypatch, device: str, gpus: int,
+                                               says: str) -> None:
+    from typer.testing import CliRunner
+
+    from trainbench.cli import app
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    result = CliRunner().invoke(app, ["run", str(QUICKSTART), "--out", str(tmp_path), "--device", device,
+                                      "--set", "duration=2ba"])
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())  # rich wraps long lines
+    assert says in out and "Traceback" not in out
+
+
+# --- fp16: the GradScaler skips a step whose gradients hold an inf, inside a real run ---
+
+
+def test_fp16_scaler_skips_the_step_with_an_inf_gradient_and_halves_the_scale(tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    from trainbench.methods import METHODS, Method, TrainState
+    from trainbench.registry import Entry
+
+    made: list[Method] = []
+
+    class InfGradientAtStep3(Method):
+        """Test only: an inf in one gradient of step 3; records scale and weights after each step."""
+
+        def __init__(self) -> None:
+            self.scales: list[float] = []
+            self.weights: list[list[torch.Tensor]] = []
+            made.append(self)
+
+        def snapshot(self, state: TrainState) -> list[torch.Tensor]:
+            return [p.detach().clone() for p in state.model.parameters()]
+
+        def on_fit_start(self, state: TrainState) -> None:
+            self.weights.append(self.snapshot(state))
+
+        def after_backward(self, state: TrainState) -> None:
+            if state.step + 1 == 3:  # state.step counts the steps completed
+                next(state.model.parameters()).grad.view(-1)[0] = math.inf
+
+        def after_step(self, state: TrainState) -> None:
+            self.scales.append(state.scaler.get_scale())
+            self.weights.append(self.snapshot(state))
+
+    monkeypatch.setitem(METHODS._entries, "inf_gradient",
+                        Entry("inf_gradient", InfGradientAtStep3, "test only", {}))
+    outcome, _ = _run(tmp_path, "r", ["model.width=8", "precision=fp16", "duration=5ba",
+                                      "eval.every=null", "methods.inf_gradient={}"])
+    assert outcome.status == "completed", outcome.message
+    assert math.isfinite(outcome.points[-1]["train_loss"])  # the inf was in a gradient, not the loss
+    (m,) = made
+    s = m.scales[0]
+    assert m.scales == [s, s, s / 2, s / 2, s / 2]  # backed off once, at step 3 only
+    for step, (before, after) in enumerate(itertools.pairwise(m.weights), 1):
+        same = all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        assert same == (step == 3), f"step {step}: weights {'unchanged' if same else 'changed'}"
