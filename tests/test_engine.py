@@ -127,27 +127,140 @@ def test_evaluate_accuracy_loss_and_ece_exactly() -> None:
 
 
 def test_train_time_counts_every_step_between_points(tmp_path: Path, monkeypatch) -> None:
-    # A clock that advances by one "second" per training batch served: train_time_s at a point
-    # must then equal the steps trained so far, across divergence checks (every 50 steps) and
-    # checkpoints, which must not reset or add to it.
+    # A fake clock that advances by one "second" per training batch served, and by large,
+    # distinct amounts inside evaluation (1000 s), checkpoint saving (1e6 s) and the run
+    # directory's writes (meta.json, points.csv: 1e9 s). train_time_s at a point must then
+    # equal the steps trained so far: evaluation, checkpoints and bookkeeping excluded, and no
+    # step lost across divergence checks, checkpoints or points.
     import types
 
-    from trainbench import engine
+    from trainbench import checkpoint, engine
+    from trainbench.results import PointsWriter
 
-    served = [0]
+    now = [0.0]
+
+    def advancing(fn, seconds: float):
+        def timed(*args, **kw):
+            now[0] += seconds / 2  # on both sides of the work: whatever is read in between
+            try:
+                return fn(*args, **kw)
+            finally:
+                now[0] += seconds / 2
+        return timed
+
     real_batches = DeviceData.train_batches
 
     def counting(self):
         for batch in real_batches(self):
-            served[0] += 1
+            now[0] += 1
             yield batch
 
     monkeypatch.setattr(DeviceData, "train_batches", counting)
-    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: float(served[0])))
-    out, run = _run(tmp_path, "r", ["data.train_subset=512", "duration=15ep", "eval.every=7ep",
-                                    "checkpoint.every=3ba"])
+    monkeypatch.setattr(engine, "evaluate", advancing(engine.evaluate, 1e3))
+    monkeypatch.setattr(checkpoint, "save", advancing(checkpoint.save, 1e6))
+    monkeypatch.setattr(RunDir, "update_meta", advancing(RunDir.update_meta, 1e9))
+    monkeypatch.setattr(PointsWriter, "append", advancing(PointsWriter.append, 1e9))
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(engine, "DIVERGENCE_CHECK_EVERY", 4)
+    # 8 steps an epoch, 24 steps: points at 10, 20, 24; checkpoints at 5, 10, 15, 20 (two of
+    # them on a point's step); divergence checks every 4 steps.
+    out, run = _run(tmp_path, "r", ["data.train_subset=512", "model.width=8", "duration=3ep",
+                                    "eval.every=10ba", "checkpoint.every=5ba"])
     assert out.status == "completed"
+    meta = run.read_meta()
+    assert meta["checkpoint_step"] == 20 and meta["checkpoint_time_s"] == 4e6  # the saves ran
     points = run.read_points()
-    assert [p["step"] for p in points] == [56, 112, 120]
+    assert [p["step"] for p in points] == [10, 20, 24]
     # The batch for step s is served before step s's clock read: times are steps.
-    assert [p["train_time_s"] for p in points] == [56.0, 112.0, 120.0]
+    assert [p["train_time_s"] for p in points] == [10.0, 20.0, 24.0]
+
+
+# --- device choice: errors are bad input (exit 2), checked on a CPU-only machine too ---
+
+
+def test_resolve_device_errors_name_the_device_and_the_fix(monkeypatch) -> None:
+    from trainbench.engine import resolve_device
+    from trainbench.errors import InputError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
+    for spec in ("cuda", "cuda:0"):
+        with pytest.raises(InputError) as err:
+            resolve_device(spec)
+        assert str(err.value) == (f"device: '{spec}' was asked for but this machine has no usable CUDA "
+                                  "GPU (torch.cuda.is_available() is False). Use --device cpu, or "
+                                  "device: auto in the recipe.")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    for spec in ("cuda:2", "cuda:3"):  # indices count from 0: cuda:2 is the third GPU
+        with pytest.raises(InputError) as err:
+            resolve_device(spec)
+        assert str(err.value) == (f"device: '{spec}' does not exist; this machine has 2 GPU(s) "
+                                  "(cuda:0 ...).")
+
+
+@pytest.mark.parametrize(("device", "gpus", "says"), [
+    ("cuda", 0, "'cuda' was asked for but this machine has no usable CUDA GPU"),
+    ("cuda:3", 2, "'cuda:3' does not exist; this machine has 2 GPU(s)"),
+])
+def test_cli_turns_a_missing_device_into_exit_2(tmp_path: Path, monkeypatch, device: str, gpus: int,
+                                               says: str) -> None:
+    from typer.testing import CliRunner
+
+    from trainbench.cli import app
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    result = CliRunner().invoke(app, ["run", str(QUICKSTART), "--out", str(tmp_path), "--device", device,
+                                      "--set", "duration=2ba"])
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())  # rich wraps long lines
+    assert says in out and "Traceback" not in out
+
+
+# --- fp16: the GradScaler skips a step whose gradients hold an inf, inside a real run ---
+
+
+def test_fp16_scaler_skips_the_step_with_an_inf_gradient_and_halves_the_scale(tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    from trainbench.methods import METHODS, Method, TrainState
+    from trainbench.registry import Entry
+
+    made: list[Method] = []
+
+    class InfGradientAtStep3(Method):
+        """Test only: an inf in one gradient of step 3; records scale and weights after each step."""
+
+        def __init__(self) -> None:
+            self.scales: list[float] = []
+            self.weights: list[list[torch.Tensor]] = []
+            made.append(self)
+
+        def snapshot(self, state: TrainState) -> list[torch.Tensor]:
+            return [p.detach().clone() for p in state.model.parameters()]
+
+        def on_fit_start(self, state: TrainState) -> None:
+            self.weights.append(self.snapshot(state))
+
+        def after_backward(self, state: TrainState) -> None:
+            if state.step + 1 == 3:  # state.step counts the steps completed
+                next(state.model.parameters()).grad.view(-1)[0] = math.inf
+
+        def after_step(self, state: TrainState) -> None:
+            self.scales.append(state.scaler.get_scale())
+            self.weights.append(self.snapshot(state))
+
+    monkeypatch.setitem(METHODS._entries, "inf_gradient",
+                        Entry("inf_gradient", InfGradientAtStep3, "test only", {}))
+    outcome, _ = _run(tmp_path, "r", ["model.width=8", "precision=fp16", "duration=5ba",
+                                      "eval.every=null", "methods.inf_gradient={}"])
+    assert outcome.status == "completed", outcome.message
+    assert math.isfinite(outcome.points[-1]["train_loss"])  # the inf was in a gradient, not the loss
+    (m,) = made
+    s = m.scales[0]
+    assert m.scales == [s, s, s / 2, s / 2, s / 2]  # backed off once, at step 3 only
+    for step, (before, after) in enumerate(itertools.pairwise(m.weights), 1):
+        same = all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        assert same == (step == 3), f"step {step}: weights {'unchanged' if same else 'changed'}"

@@ -75,20 +75,109 @@ def test_first_signal_checkpoints_marks_interrupted_and_keeps_points(tmp_path: P
     assert f"last checkpoint is at step {step}" in again.output and "--resume" in again.output
 
 
-def test_second_signal_stops_at_once_leaving_valid_files(tmp_path: Path) -> None:
-    proc = start(tmp_path, ["--set", "checkpoint.every=null", "--set", "checkpoint.minutes=null"])
+# Run as `python -c SLOW_STOP_CHECKPOINT MARKER run ...`: the trainbench CLI, except that once
+# a first signal has arrived, a checkpoint save writes its step to MARKER and then takes 10 s:
+# a second signal sent then lands while the first is being handled, as when a user presses
+# Ctrl-C again during a big model's stop checkpoint. (Without it the second signal would race
+# the step and its checkpoint; two signals sent back to back may even be merged into one.)
+SLOW_STOP_CHECKPOINT = """
+import sys, time
+from pathlib import Path
+from trainbench import checkpoint, interrupts
+marker = Path(sys.argv.pop(1))
+signalled = []
+real_handle, real_save = interrupts.StopSignal._handle, checkpoint.save
+def handle(self, signum, frame):
+    signalled.append(signum)
+    real_handle(self, signum, frame)
+def save(run_path, step, payload, keep):
+    if signalled:
+        marker.write_text(str(step))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    return real_save(run_path, step, payload, keep)
+interrupts.StopSignal._handle, checkpoint.save = handle, save
+from trainbench.cli import app
+app()
+"""
+
+
+def test_second_signal_during_the_stop_checkpoint_stops_at_once_without_it(tmp_path: Path) -> None:
+    marker = tmp_path / "saving"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_STOP_CHECKPOINT, str(marker), "run", str(QUICKSTART),
+                             "--out", str(tmp_path), "--device", "cpu", *sets(LONG)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = tmp_path / "quickstart" / "seed0"
-    deadline = time.monotonic() + 120
-    while not read_points(run / "points.csv") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    # Two signals back to back: the second arrives before the step (and its checkpoint) is done.
+    wait_for_checkpoint(run, proc, at_least=4)  # past step 16: a point written
     proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    stop_step = int(marker.read_text())
+    proc.send_signal(signal.SIGINT)  # during the stop's checkpoint
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    latest = checkpoint.latest_step(run)
+    assert latest is not None and latest < stop_step
+    # No checkpoint at the stop step, not even a partial one (a temporary file).
+    kept = [f"step{s:08d}.pt" for s, _ in checkpoint.list_checkpoints(run)]
+    assert sorted(p.name for p in checkpoint.checkpoint_dir(run).iterdir()) == kept
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "interrupted"
-    assert read_points(run / "points.csv")
+    assert meta["message"] == ("stopped at once by a second signal; resume from the checkpoint at "
+                               f"step {latest} with --resume")
+    assert "keeps the points measured so far; continue it with --resume" in " ".join(stderr.split())
+    points = read_points(run / "points.csv")
+    assert points and points[-1]["step"] < stop_step
+
+
+def test_second_signal_in_process_raises_at_once_marks_the_run_and_it_resumes(tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    # The real handlers (StopSignal) and real signals, raised in this process: the first
+    # during step 12, the second while step 12's stop checkpoint is being written.
+    from trainbench.data.loader import DeviceData
+    from trainbench.interrupts import Interrupted, StopSignal
+
+    real_batches, real_write = DeviceData.train_batches, checkpoint.atomic_write
+
+    def batches(self):
+        for served, batch in enumerate(real_batches(self), 1):
+            if served == 12:
+                signal.raise_signal(signal.SIGINT)
+            yield batch
+
+    def write(path: Path, fn) -> None:
+        def second_signal_midway(f) -> None:
+            f.write(b"half a checkpoint")
+            signal.raise_signal(signal.SIGINT)
+            fn(f)
+
+        real_write(path, second_signal_midway if path.name == "step00000012.pt" else fn)
+
+    monkeypatch.setattr(DeviceData, "train_batches", batches)
+    monkeypatch.setattr(checkpoint, "atomic_write", write)
+    # 8 steps an epoch, 24 steps: points at 8, 16, 24; checkpoints every 5 steps (2 kept).
+    recipe = load_recipe(QUICKSTART, ["data.train_subset=512", "model.width=8", "duration=3ep",
+                                      "eval.every=1ep", "checkpoint.every=5ba"])
+    run = RunDir(tmp_path / "r")
+    with StopSignal() as stop, pytest.raises(Interrupted) as raised:
+        run_recipe(recipe, run, stop=stop)
+    assert stop.signum == signal.SIGINT and raised.value.exit_code == 130
+    # No checkpoint at the stop step, not even a partial one: the one at step 10 is the last.
+    assert sorted(p.name for p in checkpoint.checkpoint_dir(run.path).iterdir()) == \
+        ["step00000005.pt", "step00000010.pt"]
+    meta = run.read_meta()
+    assert meta["status"] == "interrupted" and meta["checkpoint_step"] == 10
+    assert meta["message"] == ("stopped at once by a second signal; resume from the checkpoint at "
+                               "step 10 with --resume")
+    assert [p["step"] for p in run.read_points()] == [8]
+    monkeypatch.undo()
+    out = run_recipe(recipe, run, resume=True)
+    assert out.status == "completed", out.message
+    assert run.read_meta()["resumed"][0]["from_step"] == 10
+    assert [p["step"] for p in run.read_points()] == [8, 16, 24]
 
 
 def test_kill_9_leaves_a_readable_resumable_directory(tmp_path: Path, stop_after: type) -> None:

@@ -78,6 +78,30 @@ def test_numerics_match_nchw() -> None:
         torch.testing.assert_close(cl(x.contiguous(memory_format=CL)), ref(x), rtol=0, atol=1e-5)
 
 
-def test_end_to_end(tmp_path: Path) -> None:
-    recipe = load_recipe(QUICKSTART, ["duration=10ba", "eval.every=null", "methods.channels_last={}"])
-    assert run_recipe(recipe, RunDir(tmp_path / "r")).status == "completed"
+def test_end_to_end_the_model_trains_in_channels_last(tmp_path: Path, monkeypatch) -> None:
+    # What every convolution of the engine's model sees in its training steps: the input's and
+    # the weight's layout. Three-channel images: with one channel (digits) NCHW and NHWC are
+    # the same memory, so a batch left in NCHW would go unnoticed.
+    from trainbench import engine
+
+    seen: list[tuple[bool, bool]] = []
+
+    def record(conv: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if conv.training:
+            x = args[0]
+            seen.append((x.is_contiguous(memory_format=CL) and not x.is_contiguous(),
+                         conv.weight.is_contiguous(memory_format=CL)))
+
+    def build(*args, **kw) -> nn.Module:
+        model = build_model(*args, **kw)
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.register_forward_pre_hook(record)
+        return model
+
+    monkeypatch.setattr(engine, "build_model", build)
+    sets = ["data.dataset=synthetic", "data.image_size=8", "data.train_size=256", "data.test_size=64",
+            "model.width=8", "duration=4ba", "eval.every=null"]
+    assert run_recipe(load_recipe(QUICKSTART, [*sets, "methods.channels_last={}"]),
+                      RunDir(tmp_path / "cl")).status == "completed"
+    assert seen == [(True, True)] * 3 * 4  # 3 convolutions, 4 steps

@@ -12,6 +12,7 @@ from torch import nn
 from trainbench.engine import run_recipe
 from trainbench.methods import METHODS
 from trainbench.methods.grad_clip import GradClip, clip_gradients
+from trainbench.optim import build_optimizer
 from trainbench.recipe import load_recipe
 from trainbench.results import RunDir
 
@@ -121,6 +122,23 @@ def test_fp16_scaler_still_skips_non_finite_steps() -> None:
     assert scaler.get_scale() == 512.0  # and the scale backed off
 
 
-def test_end_to_end(tmp_path: Path) -> None:
-    recipe = load_recipe(QUICKSTART, ["duration=10ba", "eval.every=null", "methods.grad_clip={}"])
+def test_end_to_end_the_optimizer_steps_with_clipped_gradients(tmp_path: Path, monkeypatch) -> None:
+    # The total gradient norm each optimizer step of the engine's run sees.
+    from trainbench import engine
+
+    norms: list[float] = []
+
+    def record(opt: torch.optim.Optimizer, args, kwargs) -> None:
+        norms.append(total_norm([p for g in opt.param_groups for p in g["params"] if p.grad is not None]))
+
+    def build(*args, **kw) -> torch.optim.Optimizer:
+        opt = build_optimizer(*args, **kw)
+        opt.register_step_pre_hook(record)
+        return opt
+
+    monkeypatch.setattr(engine, "build_optimizer", build)
+    # Unclipped, this run's gradient norms are 0.49 to 0.64: every step is clipped.
+    recipe = load_recipe(QUICKSTART, ["model.width=8", "duration=5ba", "eval.every=null",
+                                      "methods.grad_clip={max_norm: 0.05}"])
     assert run_recipe(recipe, RunDir(tmp_path / "r")).status == "completed"
+    assert norms == pytest.approx([0.05] * 5, rel=1e-4)

@@ -104,11 +104,20 @@ def test_method_wraps_the_state_optimizer() -> None:
         assert torch.equal(state.optimizer.state[p]["lookahead_slow_buff"], p.detach())
 
 
-def test_end_to_end(tmp_path: Path) -> None:
-    recipe = load_recipe(QUICKSTART, ["duration=10ba", "eval.every=null", "methods.lookahead={}"])
-    assert run_recipe(recipe, RunDir(tmp_path / "r")).status == "completed"
+def test_end_to_end_differs_from_a_plain_run(tmp_path: Path) -> None:
+    # Same seed, same data order: only Lookahead's slow-weight syncs (every 3 steps) can make
+    # its points differ from the plain run's.
+    sets = ["model.width=8", "duration=8ba", "eval.every=4ba"]
+    plain = run_recipe(load_recipe(QUICKSTART, sets), RunDir(tmp_path / "plain"))
+    la = run_recipe(load_recipe(QUICKSTART, [*sets, "methods.lookahead={k: 3}"]), RunDir(tmp_path / "la"))
+    assert plain.status == la.status == "completed", la.message
 
+    def losses(outcome) -> list[tuple[float, float]]:
+        return [(p["train_loss"], p["test_loss"]) for p in outcome.points]
 
+    assert [p["step"] for p in la.points] == [4, 8]
+    for (a, b), (c, d) in zip(losses(plain), losses(la), strict=True):
+        assert a != c and b != d
 def test_end_to_end_with_the_other_methods(tmp_path: Path) -> None:
     sets = ["duration=10ba", "eval.every=null", "methods.lookahead={k: 3}", "methods.grad_clip={}",
             "methods.channels_last={}", "methods.blurpool={}", "optimizer.name=adamw",

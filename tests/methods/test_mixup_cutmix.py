@@ -219,15 +219,32 @@ def test_cutmix_minmax_box_sizes_within_bounds(h: int, w: int, minmax: tuple[flo
 def test_cutmix_method_with_minmax() -> None:
     s, ms = start({"cutmix": {"minmax": [0.25, 0.5]}})
     x, y = rand_images(8, h=16, w=16), torch.arange(8)
+    perms = torch.Generator().manual_seed(0)  # draws the method's permutations alike
+    boxes = set()
     for _ in range(30):
         out, soft = step(s, ms, x, y)
-        changed = (out != x).any(1)
-        for i in range(8):
-            if changed[i].any():
-                rows, cols = changed[i].any(1).sum().item(), changed[i].any(0).sum().item()
-                assert 4 <= rows <= 8 and 4 <= cols <= 8
-                assert changed[i].sum().item() == rows * cols
-                assert soft[i, i].item() == pytest.approx(1 - rows * cols / 256, abs=1e-6)
+        perm = torch.randperm(8, generator=perms)
+        moved = perm != torch.arange(8)
+        changed = (out != x).any(1)  # [B, H, W]; continuous pixels: a paste changes every one
+        # prob 1 and a box side of at least 4 pixels: every image with a partner gets a paste
+        assert torch.equal(changed.flatten(1).any(1), moved)
+        batch_box = None
+        for i in moved.nonzero().flatten().tolist():
+            rows, cols = changed[i].any(1).nonzero().flatten(), changed[i].any(0).nonzero().flatten()
+            box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+            r0, r1, c0, c1 = box
+            assert 4 <= r1 - r0 <= 8 and 4 <= c1 - c0 <= 8  # side ratios within [0.25, 0.5]
+            area = (r1 - r0) * (c1 - c0)
+            assert changed[i].sum().item() == area  # one solid box
+            assert batch_box in (None, box)  # one box for the whole batch
+            batch_box = box
+            assert torch.equal(out[i, :, r0:r1, c0:c1], x[perm[i], :, r0:r1, c0:c1])  # the partner's
+            assert soft[i, i].item() == pytest.approx(1 - area / 256, abs=1e-6)
+            assert soft[i, perm[i]].item() == pytest.approx(area / 256, abs=1e-6)
+        for i in (~moved).nonzero().flatten().tolist():
+            assert torch.equal(soft[i], F.one_hot(y[i], 8).float())
+        boxes.add(batch_box)
+    assert len(boxes) > 10  # sizes and places vary from batch to batch
 
 
 def test_cutmix_method_uses_host_rng_and_generator() -> None:
