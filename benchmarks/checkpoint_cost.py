@@ -34,7 +34,8 @@ def main() -> None:
     args = ap.parse_args()
 
     total = args.steps
-    recipe = load_recipe(args.recipe, [f"device={args.device}", f"duration={total}ba", "eval.every=null",
+    recipe = load_recipe(args.recipe, [f"device={args.device}", f"duration={total}ba", "schedule.warmup=0ba",
+                                       "eval.every=null",
                                        "checkpoint.curve_points=false", "checkpoint.minutes=null",
                                        f"checkpoint.every={args.every}ba", *args.sets])
     with tempfile.TemporaryDirectory() as tmp:

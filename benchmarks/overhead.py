@@ -42,7 +42,7 @@ from trainbench.timeunits import Clock
 def make_recipe(args: argparse.Namespace, steps: int) -> Recipe:
     sets = [
         f"data.dataset={args.dataset}", f"data.batch_size={args.batch_size}", "data.augment=[]",
-        f"model.name={args.model}", f"duration={steps}ba", "eval.every=null",
+        f"model.name={args.model}", f"duration={steps}ba", "schedule.warmup=0ba", "eval.every=null",
         f"device={args.device}", f"precision={args.precision}",
     ]
     if args.dataset == "synthetic":

@@ -19,12 +19,12 @@ from trainbench.errors import DataMissingError
 from trainbench.registry import instantiate
 from trainbench.timeunits import Clock
 
-MAX_STEPS = 24
+MAX_STEPS = 16
 MAX_STEPS_PER_EPOCH = 2.0
 # Small enough that every shipped recipe smokes in under 3 minutes on a 2-core AVX2 CPU
 # (`trainbench run recipes/*/*.yaml --smoke`, the CI use): a ResNet-9 step and evaluation
 # cost in proportion to the images they see.
-BATCH_SIZE = 8
+BATCH_SIZE = 4
 TRAIN_IMAGES = 64
 TEST_IMAGES = 16
 

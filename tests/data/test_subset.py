@@ -11,7 +11,7 @@ from PIL import Image
 from trainbench.data.subset import class_quotas, stratified_subset, subset_split
 from trainbench.engine import load_data
 from trainbench.recipe import load_recipe
-from trainbench.smoke import TRAIN_IMAGES, smoke_data
+from trainbench.smoke import TEST_IMAGES, TRAIN_IMAGES, smoke_data
 
 QUICKSTART = Path(__file__).parent.parent.parent / "recipes" / "quickstart.yaml"
 
@@ -87,4 +87,4 @@ def test_smoke_subset_of_a_class_sorted_imagefolder_covers_every_class(tmp_path:
     data, synthetic = smoke_data(section, seed=0)
     assert not synthetic and len(data.train_y) == TRAIN_IMAGES
     assert torch.bincount(data.train_y).tolist() == [8] * classes
-    assert torch.bincount(data.test_y).tolist() == [8] * classes
+    assert torch.bincount(data.test_y).tolist() == [TEST_IMAGES // classes] * classes

@@ -107,7 +107,7 @@ def test_method_wraps_the_state_optimizer() -> None:
 def test_end_to_end_differs_from_a_plain_run(tmp_path: Path) -> None:
     # Same seed, same data order: only Lookahead's slow-weight syncs (every 3 steps) can make
     # its points differ from the plain run's.
-    sets = ["model.width=8", "duration=8ba", "eval.every=4ba"]
+    sets = ["model.width=8", "duration=8ba", "schedule.warmup=0ba", "eval.every=4ba"]
     plain = run_recipe(load_recipe(QUICKSTART, sets), RunDir(tmp_path / "plain"))
     la = run_recipe(load_recipe(QUICKSTART, [*sets, "methods.lookahead={k: 3}"]), RunDir(tmp_path / "la"))
     assert plain.status == la.status == "completed", la.message
@@ -119,7 +119,7 @@ def test_end_to_end_differs_from_a_plain_run(tmp_path: Path) -> None:
     for (a, b), (c, d) in zip(losses(plain), losses(la), strict=True):
         assert a != c and b != d
 def test_end_to_end_with_the_other_methods(tmp_path: Path) -> None:
-    sets = ["duration=10ba", "eval.every=null", "methods.lookahead={k: 3}", "methods.grad_clip={}",
+    sets = ["duration=10ba", "schedule.warmup=0ba", "eval.every=null", "methods.lookahead={k: 3}", "methods.grad_clip={}",
             "methods.channels_last={}", "methods.blurpool={}", "optimizer.name=adamw",
             "optimizer.lr=0.003"]
     outcome = run_recipe(load_recipe(QUICKSTART, sets), RunDir(tmp_path / "r"))
