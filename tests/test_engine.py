@@ -95,7 +95,8 @@ def test_label_smoothing_method_changes_the_loss(tmp_path: Path) -> None:
 
 def test_failed_run_keeps_traceback_and_status(tmp_path: Path) -> None:
     # A ViT built for 224x224 images fails on 8x8 digits inside the step loop.
-    outcome, run = _run(tmp_path, "f", ["model.name=timm:vit_tiny_patch16_224", "duration=2ba", "schedule.warmup=0ba"])
+    outcome, run = _run(tmp_path, "f", ["model.name=timm:vit_tiny_patch16_224", "duration=2ba",
+                                        "schedule.warmup=0ba"])
     assert outcome.status == "failed"
     assert "error.log" in outcome.message
     assert "Traceback" in (run.path / "error.log").read_text()
@@ -254,7 +255,8 @@ def test_fp16_scaler_skips_the_step_with_an_inf_gradient_and_halves_the_scale(tm
 
     monkeypatch.setitem(METHODS._entries, "inf_gradient",
                         Entry("inf_gradient", InfGradientAtStep3, "test only", {}))
-    outcome, _ = _run(tmp_path, "r", ["model.width=8", "precision=fp16", "duration=5ba", "schedule.warmup=0ba",
+    outcome, _ = _run(tmp_path, "r", ["model.width=8", "precision=fp16", "duration=5ba",
+                                      "schedule.warmup=0ba",
                                       "eval.every=null", "methods.inf_gradient={}"])
     assert outcome.status == "completed", outcome.message
     assert math.isfinite(outcome.points[-1]["train_loss"])  # the inf was in a gradient, not the loss

@@ -25,7 +25,8 @@ from trainbench.results import RunDir
 ROOT = Path(__file__).parent.parent
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 # A few steps on a slice of digits: fast whatever the CPU emulates.
-TINY = ["duration=3ba", "schedule.warmup=0ba", "eval.every=null", "data.train_subset=256", "data.test_subset=64",
+TINY = ["duration=3ba", "schedule.warmup=0ba", "eval.every=null", "data.train_subset=256",
+        "data.test_subset=64",
         "data.batch_size=16", "model.width=8"]
 
 AVX2_EPYC = CpuFeatures("AVX2", avx512_bf16=False, amx=False, amx_fp16=False, onednn_cap=None)

@@ -42,7 +42,8 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
 def test_several_recipes_seeds_skip_and_force(tmp_path: Path) -> None:
     r = ROOT / "recipes" / "digits" / "baseline.yaml"
     ls = ROOT / "recipes" / "digits" / "label_smoothing.yaml"
-    args = ("run", r, ls, "--seeds", "2", "--set", "duration=20ba", "--set", "schedule.warmup=0ba", "--set", "eval.every=null",
+    args = ("run", r, ls, "--seeds", "2", "--set", "duration=20ba", "--set", "schedule.warmup=0ba",
+            "--set", "eval.every=null",
             "--out", tmp_path)
     result = invoke(*args)
     assert result.exit_code == 0, result.output

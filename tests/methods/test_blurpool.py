@@ -143,5 +143,6 @@ def test_method_and_recipe_bounds(tmp_path: Path) -> None:
 
 
 def test_end_to_end(tmp_path: Path) -> None:
-    recipe = load_recipe(QUICKSTART, ["duration=10ba", "schedule.warmup=0ba", "eval.every=null", "methods.blurpool={}"])
+    recipe = load_recipe(QUICKSTART, ["duration=10ba", "schedule.warmup=0ba",
+                                      "eval.every=null", "methods.blurpool={}"])
     assert run_recipe(recipe, RunDir(tmp_path / "r")).status == "completed"

@@ -138,7 +138,8 @@ def test_end_to_end_the_optimizer_steps_with_clipped_gradients(tmp_path: Path, m
 
     monkeypatch.setattr(engine, "build_optimizer", build)
     # Unclipped, this run's gradient norms are 0.49 to 0.64: every step is clipped.
-    recipe = load_recipe(QUICKSTART, ["model.width=8", "duration=5ba", "schedule.warmup=0ba", "eval.every=null",
+    recipe = load_recipe(QUICKSTART, ["model.width=8", "duration=5ba", "schedule.warmup=0ba",
+                                      "eval.every=null",
                                       "methods.grad_clip={max_norm: 0.05}"])
     assert run_recipe(recipe, RunDir(tmp_path / "r")).status == "completed"
     assert norms == pytest.approx([0.05] * 5, rel=1e-4)

@@ -119,7 +119,8 @@ def test_end_to_end_differs_from_a_plain_run(tmp_path: Path) -> None:
     for (a, b), (c, d) in zip(losses(plain), losses(la), strict=True):
         assert a != c and b != d
 def test_end_to_end_with_the_other_methods(tmp_path: Path) -> None:
-    sets = ["duration=10ba", "schedule.warmup=0ba", "eval.every=null", "methods.lookahead={k: 3}", "methods.grad_clip={}",
+    sets = ["duration=10ba", "schedule.warmup=0ba",
+            "eval.every=null", "methods.lookahead={k: 3}", "methods.grad_clip={}",
             "methods.channels_last={}", "methods.blurpool={}", "optimizer.name=adamw",
             "optimizer.lr=0.003"]
     outcome = run_recipe(load_recipe(QUICKSTART, sets), RunDir(tmp_path / "r"))

@@ -501,7 +501,8 @@ def test_recipe_accepts_good_minmax() -> None:
 
 
 def test_short_run_with_mixup_cutmix_and_label_smoothing(tmp_path: Path) -> None:
-    recipe = load_recipe(QUICKSTART, ["duration=20ba", "schedule.warmup=0ba", "eval.every=null", "methods.mixup.alpha=0.2",
+    recipe = load_recipe(QUICKSTART, ["duration=20ba", "schedule.warmup=0ba",
+                                      "eval.every=null", "methods.mixup.alpha=0.2",
                                       "methods.cutmix.alpha=1.0", "methods.label_smoothing.smoothing=0.1"])
     outcome = run_recipe(recipe, RunDir(tmp_path / "r"))
     assert outcome.status == "completed", outcome.message
