@@ -42,7 +42,8 @@ def test_warmup_in_epochs_not_shorter_than_a_duration_in_batches(tmp_path: Path)
     assert "quickstart.yaml:14: schedule.warmup: warmup 1ep is 22 steps, not shorter than the run " \
            "(10ba = 10 steps) at 22 steps per epoch (1437 training images / batch size 64)" in result.output
     assert "without ever decaying" in result.output
-    assert problems("duration=22ba")  # equal: the run would end right at the peak
+    (p,) = problems("duration=22ba")  # equal: the run would end right at the peak
+    assert "warmup 1ep is 22 steps, not shorter than the run (22ba = 22 steps)" in p
     assert load_recipe(QUICKSTART, ["duration=23ba"])["duration"] == "23ba"
     # the same check against each budget of a budgets-mode run
     (p,) = problems("curve.mode=budgets", "curve.budgets=[20ba, 3ep]")
@@ -96,7 +97,8 @@ def test_negative_seed_option_is_refused_before_anything_is_written(tmp_path: Pa
 
 def test_negative_seed_in_the_recipe_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     recipe = write(tmp_path, "seed: -1\n")
-    assert "r.yaml:3: seed: must be >= 0, got -1" in validate(recipe).output
+    checked = validate(recipe)
+    assert checked.exit_code == 2 and "r.yaml:3: seed: must be >= 0, got -1" in checked.output
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(recipe), "--out", str(out)])
     assert result.exit_code == 2 and "seed: must be >= 0, got -1" in result.output

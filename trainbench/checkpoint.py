@@ -14,7 +14,6 @@ only, never arbitrary pickled objects. A file that needs more is refused.
 from __future__ import annotations
 
 import contextlib
-import io
 import pickle
 import random
 import re
@@ -112,20 +111,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --- writing and reading ---
 
 
-def serialized(obj: Any) -> memoryview:
-    """``torch.save(obj)``'s bytes, made in memory (one more copy of the state, briefly).
-    Written to a file in one plain write, a full disk then raises the OSError (ENOSPC) it is:
-    torch.save writing into the file itself masks it as "RuntimeError: [enforce fail at
-    inline_container.cc...] unexpected pos"."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getbuffer()
-
-
 def save_file(path: Path, obj: Any) -> None:
-    """``obj`` saved with torch.save into ``path``, atomically (see :func:`serialized`)."""
-    data = serialized(obj)
-    atomic_write(path, lambda f: f.write(data))
+    """``obj`` saved with torch.save into ``path``, atomically. On a full disk torch raises
+    "RuntimeError: ... unexpected pos" with the ENOSPC OSError as its context; the engine
+    reports the disk as full from that (``engine._disk_full``)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save(run_path: Path, step: int, payload: dict[str, Any], keep: int) -> Path:

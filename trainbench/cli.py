@@ -185,7 +185,7 @@ def run(
     try:
         # --device is an override like any other, so recipe.yaml records where it ran.
         loaded = _load(recipes, _overrides(set_, device))
-        from trainbench.runner import plan_runs  # imports torch: only once the recipes loaded
+        from trainbench.runner import plan_runs  # torch: a file that cannot be read is refused without it
 
         plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
                           resume=resume)
@@ -305,7 +305,7 @@ def validate(
         console.print(f"[green]ok[/] {escape(r.source)} ({escape(r.name)})", highlight=False)
     if not loaded:
         raise typer.Exit(2)
-    from trainbench.runner import check_data as find_missing_data  # imports torch: after loading
+    from trainbench.runner import check_data as find_missing_data
 
     try:
         find_missing_data(loaded)

@@ -16,7 +16,7 @@ recipe that passes on its real clock runs in smoke mode too; nothing here looks 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from trainbench.schedules import SCHEDULES, Schedule
@@ -25,7 +25,7 @@ from trainbench.timeunits import Clock, Time
 Problems = Iterable[tuple[tuple[str, ...], str]]
 
 
-def clock_problems(recipe: dict[str, Any], source: str) -> Iterator[tuple[tuple[str, ...], str]]:
+def clock_problems(recipe: dict[str, Any], source: str) -> Problems:
     """Problems of a resolved, otherwise valid recipe (a dict) seen on its real clock."""
     from trainbench.data import dataset_shape
 

@@ -30,7 +30,6 @@ POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "lr", "train_loss",
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 RESERVE_NAME = ".reserve"  # see RunDir.update_meta: space set aside to record a run's end
 RESERVE_BYTES = 64 * 1024
-MAX_CHANGES_SHOWN = 6
 
 
 def _new_temp_file(path: Path) -> tuple[int, Path]:

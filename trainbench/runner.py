@@ -69,8 +69,8 @@ def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
     """Recipes x seeds -> run directories, checked before anything trains or is written: a
     completed run of the same recipe is skipped (``force``: run again), an unfinished one is
     continued with ``resume`` and refused otherwise; a directory another process writes, or
-    one with files but no meta.json, is refused; so are a device this machine lacks, a batch
-    larger than the training set and missing data. The runs to train are locked on return;
+    one with files but no meta.json, is refused; so are a device this machine lacks and missing
+    data. The runs to train are locked on return;
     bad input raises InputError (exit 2)."""
     if force and resume:
         raise InputError("--force starts runs over and --resume continues them: give one of the two.")
@@ -97,7 +97,7 @@ def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
     if problems:
         raise InputError("\n".join(problems))
     to_run = [p.recipe for p in plans if not p.skip]
-    problems = startup_problems(to_run, smoke)
+    problems = startup_problems(to_run)
     if not smoke:  # smoke runs stand in synthetic data for missing files
         try:
             check_data(to_run)
@@ -173,11 +173,11 @@ def resume_note(plan: PlannedRun) -> str:
     return "no checkpoint: from the start" if step is None else f"resuming from step {step}"
 
 
-def startup_problems(recipes: Sequence[Recipe], smoke: bool) -> list[str]:
+def startup_problems(recipes: Sequence[Recipe]) -> list[str]:
     """What would stop these runs as they start, found without loading any data: a device
-    this machine lacks, a batch larger than the training set (smoke runs shrink batches)."""
-    from trainbench.data import dataset_shape
-    from trainbench.engine import batch_problem, resolve_device
+    this machine lacks. (A batch larger than the training set is refused when the recipe
+    loads: :mod:`trainbench.clock_checks`.)"""
+    from trainbench.engine import resolve_device
 
     problems = []
     for r in recipes:
@@ -185,13 +185,6 @@ def startup_problems(recipes: Sequence[Recipe], smoke: bool) -> list[str]:
             resolve_device(r["device"])
         except InputError as e:
             problems.append(f"{r.source}: {e}")
-        d = r["data"]
-        if smoke:
-            continue
-        n = dataset_shape(d["dataset"], d).train_size  # 0: files not found (check_data says so)
-        n = min(n, d["train_subset"] or n)
-        if n and (problem := batch_problem(d["batch_size"], n)):
-            problems.append(f"{r.source}: {problem}")
     return list(dict.fromkeys(problems))
 
 

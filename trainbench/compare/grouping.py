@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainbench.compare.discovery import Run
+from trainbench.results import flatten
 
 # Dotted paths of the resolved recipe left out of its identity (see the module docstring).
 IGNORED = ("seed", "device", "eval", "checkpoint", "data.eval_batch_size")
@@ -39,18 +40,10 @@ class Group:
     differs: dict[str, str]  # field -> this recipe's value, for the fields that differ
 
 
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested mapping -> {dotted path: leaf value}; lists and scalars are leaves."""
-    if not isinstance(d, dict):
-        return {prefix: d} if prefix else {}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):  # an empty mapping (no methods) adds no field
-            out.update(flatten(v, key))
-        else:
-            out[key] = v
-    return out
+def fields(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's identity fields: dotted path -> leaf, ignored paths and empty mappings
+    (no methods) left out."""
+    return {k: v for k, v in flatten(recipe).items() if v != {} and not _ignored(k)}
 
 
 def _ignored(key: str) -> bool:
@@ -61,8 +54,7 @@ def identity(recipe: dict[str, Any] | None) -> str | None:
     """A canonical text of what the recipe trains; None for a run without recipe.yaml."""
     if recipe is None:
         return None
-    fields = {k: v for k, v in flatten(recipe).items() if not _ignored(k)}
-    return json.dumps(fields, sort_keys=True, default=str)
+    return json.dumps(fields(recipe), sort_keys=True, default=str)
 
 
 def _show(v: Any) -> str:
@@ -85,8 +77,7 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
             ident, rs = variants[0]
             labelled[(name, ident)] = Group(name, name, rs, {})
             continue
-        flats = {ident: {k: v for k, v in flatten(rs[0].recipe).items() if not _ignored(k)}
-                 for ident, rs in variants if ident is not None}
+        flats = {ident: fields(rs[0].recipe) for ident, rs in variants if ident is not None}
         keys = sorted({k for f in flats.values() for k in f})
         differing = [k for k in keys if len({_show(f.get(k, "(unset)")) for f in flats.values()}) > 1]
         for ident, rs in variants:
