@@ -36,7 +36,8 @@ def budget_recipes(recipe: Recipe) -> list[Recipe]:
     for k, raw_budget in enumerate(recipe["curve"]["budgets"], 1):
         budget = Time.parse(raw_budget)
         data = copy.deepcopy(recipe.data)
-        data.update(name=f"{recipe.name}-budget{k}", curve={"mode": "cyclic", "budgets": None},
+        # log=[]: trackers follow the parent run, which collects each budget's final point.
+        data.update(name=f"{recipe.name}-budget{k}", curve={"mode": "cyclic", "budgets": None}, log=[],
                     schedule=cls.budget_params(sched, budget), duration=str(budget))
         out.append(Recipe(resolve(data, {}, recipe.source), recipe.source))
     return out

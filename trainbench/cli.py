@@ -7,10 +7,12 @@ Exit codes: 0 ok, 1 a run failed or diverged, 2 bad input (recipe, usage, missin
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -179,12 +181,21 @@ def run(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue unfinished runs (interrupted, killed, failed) from their last "
                          "checkpoint; start the others.")] = False,
+    log: Annotated[str | None, typer.Option(
+        "--log", help="Also send the points to trackers: tensorboard, mlflow, wandb (comma-separated; "
+                      "added to the recipes' log:).")] = None,
+    mlflow_uri: Annotated[str | None, typer.Option(
+        "--mlflow-uri", help="MLflow tracking URI (a server, a database); default "
+                             "$MLFLOW_TRACKING_URI, else sqlite:///OUT/mlflow.db.")] = None,
+    mlflow_experiment: Annotated[str | None, typer.Option(
+        "--mlflow-experiment", help="MLflow experiment; default $MLFLOW_EXPERIMENT_NAME, else the "
+                                    "--out folder's name.")] = None,
 ) -> None:
     """Train recipe(s) and write one run directory per recipe x seed. Ctrl-C (or SIGTERM)
     stops after the current step with a checkpoint; --resume continues from it."""
     try:
         # --device is an override like any other, so recipe.yaml records where it ran.
-        loaded = _load(recipes, _overrides(set_, device))
+        loaded = _with_trackers(_load(recipes, _overrides(set_, device)), log)
         from trainbench.runner import plan_runs  # torch: a file that cannot be read is refused without it
 
         plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
@@ -192,11 +203,43 @@ def run(
     except InputError as e:
         raise _fail(e) from None
 
-    rows, code = _execute(plans, smoke)
+    with _mlflow_env(mlflow_uri, mlflow_experiment):
+        rows, code = _execute(plans, smoke)
     _print_summary(rows)
     if len(plans) > 1 and code < 128:  # not after an interrupt: the user wants out
         _compare_what_ran(plans, smoke)
     raise typer.Exit(code)
+
+
+def _with_trackers(recipes: list[Recipe], log: str | None) -> list[Recipe]:
+    """--log's trackers added to every recipe's ``log`` (recorded in recipe.yaml; not part of
+    a run's identity, so skip and resume are unchanged)."""
+    from trainbench.trackers import parse_log_option
+
+    try:
+        names = parse_log_option(log)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    for r in recipes:
+        r.data["log"] = list(dict.fromkeys([*r["log"], *names]))
+    return recipes
+
+
+@contextlib.contextmanager
+def _mlflow_env(uri: str | None, experiment: str | None) -> Iterator[None]:
+    """--mlflow-uri / --mlflow-experiment as MLflow's own variables for the runs of this call
+    (they reach executors' workers like the rest of the environment), restored after."""
+    given = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": experiment}
+    saved = {k: os.environ.get(k) for k, v in given.items() if v is not None}
+    os.environ.update({k: v for k, v in given.items() if v is not None})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _compare_what_ran(plans: list[PlannedRun], smoke: bool) -> None:
@@ -516,6 +559,86 @@ def _print_comparison(c: Any, fmt: str) -> None:
             out.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
         for n in c.notes:
             out.print(f"[yellow]note:[/] {escape(n)}", highlight=False, soft_wrap=True)
+
+
+class ExportTo(StrEnum):
+    mlflow = "mlflow"
+    tensorboard = "tensorboard"
+
+
+@app.command()
+def export(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Run directories, or folders holding them (searched recursively).", show_default=False)],
+    to: Annotated[ExportTo, typer.Option("--to", help="mlflow or tensorboard.")],
+    mlflow_uri: Annotated[str | None, typer.Option(
+        "--mlflow-uri", help="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else "
+                             "sqlite:///OUT/mlflow.db.")] = None,
+    mlflow_experiment: Annotated[str | None, typer.Option(
+        "--mlflow-experiment", help="MLflow experiment; default the --out folder's name.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace runs exported before.")] = False,
+    include_smoke: Annotated[bool, typer.Option("--include-smoke", help="Also export smoke runs.")] = False,
+) -> None:
+    """Send finished runs to MLflow or TensorBoard afterwards (backfill): points, LR schedule,
+    status and files, as if the tracker had followed them. Runs exported before are skipped."""
+    from trainbench.trackers.export import export as send
+
+    try:
+        with _mlflow_env(mlflow_uri, mlflow_experiment):
+            done, problems = send(paths, to.value, force=force, include_smoke=include_smoke)
+    except InputError as e:
+        raise _fail(e) from None
+    for p in problems:
+        err.print(f"[yellow]skipped:[/] {escape(p)}", highlight=False)
+    for d in done:
+        color = "green" if d.what in ("exported", "replaced") else "red" if d.what.startswith("failed") \
+            else "yellow"
+        console.print(f"[{color}]{escape(d.what)}[/] {escape(str(d.path))}", highlight=False)
+    if any(d.what.startswith("failed") for d in done):
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Run directories, or folders holding them (searched recursively).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")] = Path(
+        "report.html"),
+    baseline: Annotated[str | None, typer.Option(help="Recipe the speedups are measured against.")] = None,
+    target: Annotated[float | None, typer.Option(help="Accuracy to reach (0.98 or 98).")] = None,
+    x: Annotated[XAxis, typer.Option("--x", help="Cost axis: time, epochs, samples, sparsity.")] = XAxis.time,
+    metric: Annotated[str, typer.Option(help="points.csv column compared (as for compare).")] = "test_acc",
+    include_smoke: Annotated[bool, typer.Option(
+        "--include-smoke", help="Also report smoke runs (left out by default).")] = False,
+    title: Annotated[str | None, typer.Option(help="The page's title.")] = None,
+) -> None:
+    """One self-contained HTML page (viewable offline, shareable): the comparison table (the
+    same numbers as compare), interactive tradeoff curves with seed bands and the Pareto
+    frontier, LR schedules, fidelity results where present, and the environment."""
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise _fail(InputError(f"-o {output}: give an .html file name."))
+    from trainbench.trackers import install_hint, missing_module
+
+    if missing_module("plotly"):
+        raise _fail(InputError(f"trainbench report draws with plotly, which is not installed: "
+                               f"{install_hint('report')}"))
+    from trainbench.compare import compare as build
+
+    try:
+        c = build(paths, baseline=baseline, target=target, x=x.value, metric=metric,
+                  include_smoke=include_smoke)
+    except InputError as e:
+        raise _fail(e) from None
+    for p in c.problems:
+        err.print(f"[yellow]skipped:[/] {escape(p)}", highlight=False)
+    from trainbench.report import write_report
+
+    try:
+        size = write_report(c, output, paths=paths, title=title)
+    except OSError as e:
+        raise _fail(InputError(f"-o {output}: cannot write it ({e.strerror or e}).")) from None
+    console.print(f"report: {escape(str(output))} ({size / 2**20:.1f} MiB, self-contained: opens offline)",
+                  highlight=False)
 
 
 LIST_KINDS = ("datasets", "models", "optimizers", "schedules", "methods")

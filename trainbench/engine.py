@@ -64,6 +64,7 @@ from trainbench.schedules import Schedule, build_schedule
 from trainbench.smoke import BATCH_SIZE as SMOKE_BATCH_SIZE
 from trainbench.smoke import smoke_clock, smoke_data
 from trainbench.timeunits import Clock
+from trainbench.trackers import open_trackers
 
 DIVERGENCE_CHECK_EVERY = 50  # steps; one host sync each, negligible at this interval
 ECE_BINS = 15
@@ -240,6 +241,7 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
         checkpoint.remove_all(run.path)  # a fresh start never resumes an earlier attempt's state
         run.start(recipe.to_yaml(), meta)
     run.make_reserve()  # so that a full disk cannot keep the run's end out of meta.json
+    trackers = open_trackers(recipe, run, resumed=resuming)  # fed by run.points_writer(); never fail the run
     if recipe["curve"]["mode"] == "budgets":
         from trainbench.budgets import run_budgets as run_fn
     else:
@@ -251,6 +253,7 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
         _record_end(run, "interrupted", "stopped at once by a second signal; " + (
             f"resume from the checkpoint at step {step} with --resume" if step is not None
             else "no checkpoint yet: --resume starts it over"))
+        trackers.end()
         raise
     except InputError as e:
         if resuming:  # the run stays as it was: the corrected command resumes it
@@ -261,6 +264,7 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
             _discard_attempt(run, before)
         else:
             _record_end(run, "failed", str(e))
+        trackers.end()  # the status meta.json is left with; a discarded attempt is discarded there too
         raise
     except Exception as e:  # a bug or a runtime error: keep what was measured, report, go on
         outcome = Outcome("failed", run.read_points(), _failure_message(e, run))
@@ -274,6 +278,7 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
 
         with contextlib.suppress(OSError):  # e.g. a full disk: the numbers are what matters
             plot_run_curve(points, run.curve_path, f"{recipe.name} (seed {recipe.seed})")
+    trackers.end()  # after curve.png: trackers take the finished files
     return outcome
 
 
@@ -429,6 +434,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                 m.after_backward(state)
             scaler.step(optimizer)
             scaler.update()
+            points_out.lr(step, optimizer.param_groups[0]["lr"])  # the LR this step used: a host float
             scheduler.step()
             loop.loss_sum += loss.detach().float()
             loop.steps_in_sum += 1

@@ -54,6 +54,9 @@ class TopLevel:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     duration: Time | None = Time(10, "ep")  # 'ep', 'ba' or 'sp'; cyclic/sgdr schedules set it
+    # Trackers fed with the run's points (trainbench/trackers/). Not part of the run's identity:
+    # they record results, never change them (RunDir.changes and compare's grouping ignore it).
+    log: list[Literal["tensorboard", "mlflow", "wandb"]] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)

@@ -21,13 +21,14 @@ import sys
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import yaml
 
 POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "lr", "train_loss", "test_loss",
                  "test_acc", "test_ece", "curve")
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+NOT_IDENTITY = ("log",)  # recipe fields a run directory is reused across (skip, resume)
 RESERVE_NAME = ".reserve"  # see RunDir.update_meta: space set aside to record a run's end
 RESERVE_BYTES = 64 * 1024
 
@@ -88,11 +89,20 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-class PointsWriter:
-    """Appends rows to points.csv, one flush + fsync per row (rows are rare: eval points)."""
+class PointListener(Protocol):
+    """Fed by a :class:`PointsWriter` (the trackers: :mod:`trainbench.trackers`). Never raises."""
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
+    def point(self, row: dict[str, Any]) -> None: ...
+    def lr(self, step: int, lr: float) -> None: ...
+
+
+class PointsWriter:
+    """Appends rows to points.csv, one flush + fsync per row (rows are rare: eval points), and
+    passes each row on to the run's listeners (trackers) once it is on disk."""
+
+    def __init__(self, path: Path, columns: list[str], listeners: list[PointListener] | None = None) -> None:
         self.columns = columns
+        self.listeners = listeners or []
         new = not path.exists() or path.stat().st_size == 0
         self._f = path.open("a", newline="")
         if new:
@@ -107,6 +117,14 @@ class PointsWriter:
 
     def append(self, row: dict[str, Any]) -> None:
         self._write([_fmt(row.get(c, "")) for c in self.columns])
+        for listener in self.listeners:
+            listener.point({c: row[c] for c in self.columns if c in row})
+
+    def lr(self, step: int, lr: float) -> None:
+        """The LR at a training step (a host float: no device sync), for the listeners; called
+        every step, so it costs nothing without listeners."""
+        for listener in self.listeners:
+            listener.lr(step, lr)
 
     def close(self) -> None:
         self._f.close()
@@ -121,6 +139,7 @@ class RunDir:
         self.meta_path = self.path / "meta.json"
         self.points_path = self.path / "points.csv"
         self.curve_path = self.path / "curve.png"
+        self.listeners: list[PointListener] = []  # fed by points_writer(): the run's trackers
 
     def exists(self) -> bool:
         return self.meta_path.exists()
@@ -244,9 +263,10 @@ class RunDir:
         if not isinstance(old, dict):
             return [f"{self.recipe_path.name}: missing or unreadable"]
         new = yaml.safe_load(recipe_yaml)
+        # `log` (the trackers) records results without changing them: never part of identity.
         if device_type is None:
-            return recipe_changes(old, new)
-        out = recipe_changes(old, new, ignore=("device",))
+            return recipe_changes(old, new, ignore=NOT_IDENTITY)
+        out = recipe_changes(old, new, ignore=("device", *NOT_IDENTITY))
         ran = self.ran_on()
         if ran is not None and ran != device_type:
             spec = new.get("device", "auto")
@@ -259,7 +279,7 @@ class RunDir:
         return not self.changes(recipe_yaml, device_type)
 
     def points_writer(self, columns: list[str]) -> PointsWriter:
-        return PointsWriter(self.points_path, columns)
+        return PointsWriter(self.points_path, columns, self.listeners)
 
     def read_points(self) -> list[dict[str, float]]:
         return read_points(self.points_path)

@@ -175,9 +175,10 @@ def resume_note(plan: PlannedRun) -> str:
 
 def startup_problems(recipes: Sequence[Recipe]) -> list[str]:
     """What would stop these runs as they start, found without loading any data: a device
-    this machine lacks. (A batch larger than the training set is refused when the recipe
-    loads: :mod:`trainbench.clock_checks`.)"""
+    this machine lacks, a tracker (``log``) whose extra is not installed. (A batch larger than
+    the training set is refused when the recipe loads: :mod:`trainbench.clock_checks`.)"""
     from trainbench.engine import resolve_device
+    from trainbench.trackers import tracker_problems
 
     problems = []
     for r in recipes:
@@ -185,6 +186,7 @@ def startup_problems(recipes: Sequence[Recipe]) -> list[str]:
             resolve_device(r["device"])
         except InputError as e:
             problems.append(f"{r.source}: {e}")
+    problems += tracker_problems(recipes)
     return list(dict.fromkeys(problems))
 
 

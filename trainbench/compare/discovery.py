@@ -14,6 +14,9 @@ import yaml
 from trainbench.results import STATUSES, parse_points
 from trainbench.runlock import is_locked
 
+# Folders trackers keep beside the runs: MLflow's artifact copies hold a meta.json per run.
+TRACKER_DIRS = frozenset({"mlflow-artifacts", "mlruns"})
+
 
 @dataclass
 class Run:
@@ -69,7 +72,7 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
                 problems.append(f"{e.filename}: cannot be read ({e.strerror}); skipped.")
 
             for root, dirs, files in os.walk(p, onerror=onerror):
-                dirs.sort()
+                dirs[:] = sorted(d for d in dirs if d not in TRACKER_DIRS)
                 if "meta.json" in files:
                     candidates.append(Path(root))
                     dirs[:] = []  # a run's sub-folders are budget sub-runs

@@ -7,7 +7,8 @@ Runs are seeds of one recipe when they share the recipe name *and* the resolved 
 - ``device``: a request (``auto``, ``cpu``, ``cuda:1``), not the device that ran; the device
   that ran is in meta.json, shown per row and warned about when runs differ;
 - ``eval``, ``checkpoint`` and ``data.eval_batch_size``: when the model is evaluated or
-  saved, and in what batches, does not change the training (nor the curve points).
+  saved, and in what batches, does not change the training (nor the curve points);
+- ``log``: the trackers (TensorBoard, MLflow, wandb) the points were also sent to.
 
 Runs with one name but different recipes (a ``--set optimizer.lr=0.2`` rerun under the same
 name) are not averaged together: each recipe is a row of its own, labelled with the fields
@@ -26,7 +27,7 @@ from trainbench.compare.discovery import Run
 from trainbench.results import flatten
 
 # Dotted paths of the resolved recipe left out of its identity (see the module docstring).
-IGNORED = ("seed", "device", "eval", "checkpoint", "data.eval_batch_size")
+IGNORED = ("seed", "device", "eval", "checkpoint", "data.eval_batch_size", "log")
 MAX_LABEL_FIELDS = 3  # more differing fields than this are summarised "+k more"
 
 
