@@ -219,8 +219,8 @@ def render(c: Comparison, paths: Sequence[str | Path], title: str | None = None)
 
 
 CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:1300px;padding:0 24px 48px;
-color:#222}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:1300px;
+padding:0 24px 48px;color:#222}
 h1{font-size:1.6em;margin:24px 0 4px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:36px}
 table{border-collapse:collapse;font-size:0.88em;margin:8px 0 12px;display:block;overflow-x:auto}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;white-space:nowrap}

@@ -1,8 +1,8 @@
 """MLflow: one MLflow run per trainbench run.
 
 - Tracking store: ``MLFLOW_TRACKING_URI`` (``trainbench run --mlflow-uri`` sets it: an MLflow
-  server, a database), else a SQLite database next to the runs, ``sqlite:///OUT/mlflow.db``,
-  with artifacts in ``OUT/mlflow-artifacts/`` (``mlflow ui --backend-store-uri
+  server, a database), else a SQLite database next to the runs, ``sqlite:///OUT/mlflow.db``;
+  a SQLite store's artifacts go in ``mlflow-artifacts/`` beside the database (``mlflow ui --backend-store-uri
   sqlite:///OUT/mlflow.db`` shows them).
 - Experiment: ``MLFLOW_EXPERIMENT_NAME`` (``--mlflow-experiment``), else the ``--out``
   folder's name; created when missing.
@@ -37,6 +37,7 @@ STATUS = {"running": "RUNNING", "completed": "FINISHED", "failed": "FAILED", "di
           "interrupted": "KILLED"}
 ARTIFACTS = ("points.csv", "curve.png", "recipe.yaml", "meta.json")
 RUN_DIR_TAG = "trainbench.run_dir"
+ARTIFACT_DIR = "mlflow-artifacts"  # compare's discovery skips it (copies of meta.json)
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit
 
 
@@ -85,6 +86,14 @@ def client_for(out: Path) -> tuple[Any, str]:
     return MlflowClient(uri), uri
 
 
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite database (MLflow's own
+    default would be ./mlruns in whatever folder trainbench runs from); a server decides."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACT_DIR).resolve().as_uri()
+    return None
+
+
 def experiment_id(client: Any, out: Path, uri: str) -> str:
     """The experiment's id, created (or restored from MLflow's trash) when needed. Two runs
     creating it at once (parallel executors) both end up with the one that won."""
@@ -93,8 +102,7 @@ def experiment_id(client: Any, out: Path, uri: str) -> str:
     name = experiment_name(out)
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        # The default store keeps artifacts beside the database, not in ./mlruns of the cwd.
-        location = (out / "mlflow-artifacts").as_uri() if "MLFLOW_TRACKING_URI" not in os.environ else None
+        location = artifact_location(uri)
         try:
             return client.create_experiment(name, artifact_location=location)
         except MlflowException:
