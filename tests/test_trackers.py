@@ -257,7 +257,8 @@ def test_export_backfills_tensorboard_and_mlflow(tmp_path: Path) -> None:
 def test_a_missing_extra_is_exit_2_before_anything_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           how: list[str], module: str) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails, as when not installed
-    result = runner.invoke(app, ["run", str(QUICKSTART), "--out", str(tmp_path / "o"), *how])
+    tiny = ["--set", "data.train_subset=128", "--set", "data.test_subset=64", "--set", "duration=2ep"]
+    result = runner.invoke(app, ["run", str(QUICKSTART), "--out", str(tmp_path / "o"), *tiny, *how])
     assert result.exit_code == 2, result.output
     assert f'pip install "trainbench[{module}]"' in result.output
     assert not (tmp_path / "o" / "quickstart").exists()
