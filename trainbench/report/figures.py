@@ -83,6 +83,10 @@ def tradeoff(c: Comparison) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=xs, y=[scale * p.acc for p in res.curve], mode="lines+markers",
             line={"color": col, "width": 2.5}, marker={"size": 8, "color": col},
+            # The seed spread also as bars: visible where a band cannot be (a one-point curve).
+            error_y={"type": "data", "symmetric": False, "color": col, "thickness": 1, "width": 4,
+                     "array": [scale * (p.acc_max - p.acc) for p in res.curve],
+                     "arrayminus": [scale * (p.acc - p.acc_min) for p in res.curve]},
             name=f"{res.label} (n={n})" + ("" if res.complete else f" [{res.status}]"), legendgroup=group,
             customdata=[[res.label, f"mean of {p.n}", p.index + 1,
                          "" if p.acc_std is None else f" ± {scale * p.acc_std:.2f}"] for p in res.curve],
@@ -108,7 +112,7 @@ def tradeoff(c: Comparison) -> go.Figure:
         yaxis={"title": f"{metric} ({unit})" if unit else metric},
         legend={"groupclick": "togglegroup", "title": "click: hide/show a recipe"},
         hovermode="closest", template="plotly_white", height=560, margin={"t": 60, "r": 20},
-        updatemenus=[{"type": "buttons", "direction": "left", "x": 0, "y": 1.12, "xanchor": "left",
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 1, "y": 1.1, "xanchor": "right",
                       "buttons": [{"label": "log x", "method": "relayout", "args": [{"xaxis.type": "log"}]},
                                   {"label": "linear x", "method": "relayout",
                                    "args": [{"xaxis.type": "linear"}]}]}])
@@ -120,7 +124,7 @@ def lr_schedules(traces: list[tuple[str, int, LRTrace]]) -> go.Figure:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=len(traces), cols=1, vertical_spacing=0.08 / max(1, len(traces)),
+    fig = make_subplots(rows=len(traces), cols=1, vertical_spacing=min(0.15, 0.45 / max(1, len(traces))),
                         subplot_titles=[f"{label} ({t.schedule})" for label, _, t in traces])
     for row, (label, i, t) in enumerate(traces, 1):
         fig.add_trace(go.Scatter(x=t.epochs, y=t.lrs, mode="lines", line={"color": color(i), "width": 1.5},
@@ -136,7 +140,7 @@ def lr_schedules(traces: list[tuple[str, int, LRTrace]]) -> go.Figure:
                       row=row, col=1)
         fig.update_yaxes(title_text="LR", row=row, col=1)
     fig.update_xaxes(title_text="epoch", row=len(traces), col=1)
-    fig.update_layout(template="plotly_white", height=max(300, 230 * len(traces)), showlegend=False,
+    fig.update_layout(template="plotly_white", height=max(320, 260 * len(traces)), showlegend=False,
                       margin={"t": 40, "r": 20}, hovermode="closest")
     return fig
 
