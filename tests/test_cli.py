@@ -94,7 +94,7 @@ def paragraphs(doc: str | None) -> list[str]:
 
 def test_help_breaks_no_sentence_at_a_wide_terminal() -> None:
     listing = help_at(300)
-    assert sorted(COMMANDS) == ["compare", "fidelity", "list", "run", "show", "validate"]
+    assert sorted(COMMANDS) == ["compare", "export", "fidelity", "list", "report", "run", "show", "validate"]
     for name, fn in COMMANDS.items():
         first, *_ = paragraphs(fn.__doc__)
         # the command list: one line each
