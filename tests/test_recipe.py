@@ -47,11 +47,11 @@ def one_problem(path: Path, overrides: tuple[str, ...] = ()) -> str:
 def test_minimal_recipe_gets_every_section_and_default(tmp_path: Path) -> None:
     r = load_recipe(write(tmp_path, "mini.yaml", "seed: 3\n"))
     d = r.data
-    assert list(d) == ["name", "seed", "device", "precision", "duration",
+    assert list(d) == ["name", "seed", "device", "precision", "duration", "log",
                        "data", "model", "optimizer", "schedule", "eval", "curve", "checkpoint", "methods"]
     assert d["name"] == "mini"  # the file's stem
     assert r.name == "mini" and r.seed == 3 and r["seed"] == 3
-    assert (d["device"], d["precision"], d["duration"]) == ("auto", "fp32", "10ep")
+    assert (d["device"], d["precision"], d["duration"], d["log"]) == ("auto", "fp32", "10ep", [])
     assert d["data"]["dataset"] == "digits"
     assert d["data"]["batch_size"] == 128
     assert d["data"]["eval_batch_size"] == 1024
