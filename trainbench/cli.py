@@ -423,6 +423,11 @@ class XAxis(StrEnum):
     sparsity = "sparsity"
 
 
+class SigTest(StrEnum):
+    welch = "welch"
+    bootstrap = "bootstrap"
+
+
 class Format(StrEnum):
     table = "table"
     csv = "csv"
@@ -451,16 +456,19 @@ def compare(
     format_: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,
     include_smoke: Annotated[bool, typer.Option(
         "--include-smoke", help="Also compare smoke runs (left out by default).")] = False,
+    test: Annotated[SigTest | None, typer.Option(
+        help="Test each recipe against --baseline (welch or bootstrap) at the final point and at "
+             "equal cost; p-values Holm-corrected across recipes.")] = None,
 ) -> None:
     """Compare runs: final accuracy over seeds (mean, std, 95% CI), time to a target,
-    speedup over a baseline, AUC on a log-time axis and the Pareto frontier. Exit 2 when
-    there is nothing to compare."""
+    speedup over a baseline, AUC on a log-time axis, the Pareto frontier and, with --test,
+    significance against the baseline. Exit 2 when there is nothing to compare."""
     from trainbench.compare import compare as build
 
     _check_plot_name("--plot", plot)
     try:
         c = build(paths, baseline=baseline, target=target, x=x.value, metric=metric,
-                  include_smoke=include_smoke)
+                  include_smoke=include_smoke, test=test.value if test else None)
     except InputError as e:
         raise _fail(e) from None
     _print_comparison(c, format_.value)
