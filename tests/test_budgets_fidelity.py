@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 
 from trainbench.budgets import budget_recipes
 from trainbench.cli import app
-from trainbench.fidelity import FidelityReport, FidelityRow, FidelityStudy, fidelity, pearson, study, write_study
+from trainbench.fidelity import (
+    FidelityReport,
+    FidelityRow,
+    FidelityStudy,
+    fidelity,
+    pearson,
+    study,
+    write_study,
+)
 from trainbench.recipe import load_recipe
 from trainbench.results import read_points
 from trainbench.schedules import build_schedule

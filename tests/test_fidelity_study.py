@@ -50,7 +50,8 @@ def t_interval(values: list[float]) -> list[float]:
 
 def test_study_aggregates_seeds_and_methods_exactly() -> None:
     s = study(runs_of(ACCS), "B")
-    assert [r.recipe for r in s.reports] == ["B", "M1", "M2"] and [r.recipe for r in s.methods] == ["M1", "M2"]
+    assert [r.recipe for r in s.reports] == ["B", "M1", "M2"]
+    assert [r.recipe for r in s.methods] == ["M1", "M2"]
     m1 = s.reports[1]
     assert m1.seeds == [0, 1] and [row.n for row in m1.rows] == [2, 2, 2]
     assert [row.ref_acc for row in m1.rows] == [0.6875, 0.875, 0.9375]

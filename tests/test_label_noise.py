@@ -40,7 +40,7 @@ def test_exactly_round_rate_n_labels_change_each_to_another_class(kind: str, rat
 
 
 def test_symmetric_noise_spreads_over_the_other_classes() -> None:
-    noisy, idx = corrupt(LABELS, 10, rate=1.0, kind="symmetric", seed=0)
+    noisy, _ = corrupt(LABELS, 10, rate=1.0, kind="symmetric", seed=0)
     offsets = ((noisy - LABELS) % 10).numpy()
     counts = np.bincount(offsets, minlength=10)
     assert counts[0] == 0  # never the true class
@@ -52,7 +52,7 @@ def test_symmetric_noise_spreads_over_the_other_classes() -> None:
 def test_same_seed_same_noise_other_seed_other_noise() -> None:
     a, ia = corrupt(LABELS, 10, rate=0.3, seed=5)
     b, ib = corrupt(LABELS, 10, rate=0.3, seed=5)
-    c, ic = corrupt(LABELS, 10, rate=0.3, seed=6)
+    _, ic = corrupt(LABELS, 10, rate=0.3, seed=6)
     assert torch.equal(a, b) and torch.equal(ia, ib)
     assert not torch.equal(ia, ic) and len(ia) == len(ic) == 300
 
@@ -65,7 +65,8 @@ def test_recipe_fills_defaults_and_refuses_bad_fields() -> None:
         load_recipe(ROOT / "recipes" / "quickstart.yaml", ["data.label_noise={rate: 1.5, kind: pair}"])
     msg = str(e.value)
     assert "data.label_noise.rate: must be <= 1, got 1.5" in msg
-    assert "data.label_noise.kind: expected one of symmetric, pairflip; got 'pair'. Did you mean 'pairflip'?" in msg
+    assert ("data.label_noise.kind: expected one of symmetric, pairflip; got 'pair'. "
+            "Did you mean 'pairflip'?") in msg
     with pytest.raises(InputError, match=r"data.label_noise.rate: required for data.label_noise"):
         load_recipe(ROOT / "recipes" / "quickstart.yaml", ["data.label_noise={kind: pairflip}"])
 

@@ -73,7 +73,8 @@ def run(name: str, seed: int, curve: list[tuple[float, float]]) -> Run:
     points = [{"epoch": 2.0 ** (i + 1), "train_time_s": t, "test_acc": a, "curve": 1.0}
               for i, (t, a) in enumerate(curve)]
     return Run(path=Path(f"/runs/{name}/seed{seed}"), name=name, seed=seed, status="completed", smoke=False,
-               device="cpu", versions={}, points=points, columns=["epoch", "train_time_s", "test_acc", "curve"])
+               device="cpu", versions={}, points=points,
+               columns=["epoch", "train_time_s", "test_acc", "curve"])
 
 
 RUNS = [
@@ -103,7 +104,8 @@ def test_compare_tests_each_recipe_against_the_baseline_with_holm() -> None:
     assert rows[2][-2] == f"not distinguishable (p={same.test_final_holm:.2g})"
     assert rows[1][-1] == f"+18.00 pp (p={good.test_equal_cost_holm:.2g})"
     rec = records(c)[1]
-    assert (rec["test"], rec["p_final"], rec["p_final_holm"]) == ("welch", good.test_final.p, good.test_final_holm)
+    assert (rec["test"], rec["p_final"]) == ("welch", good.test_final.p)
+    assert rec["p_final_holm"] == good.test_final_holm
     assert rec["diff_equal_cost"] == pytest.approx(0.18)
     boot = compare_runs(RUNS, baseline="base", test="bootstrap").recipes[1]
     assert boot.test_final.p == bootstrap(A, B).p

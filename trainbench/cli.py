@@ -344,7 +344,8 @@ def fidelity(
     recipes: Annotated[list[Path], typer.Argument(
         help="Method recipe(s), each with a cyclic or sgdr schedule.", show_default=False)],
     baseline: Annotated[Path | None, typer.Option(
-        help="Baseline recipe: adds each method's gains over it on both curves and their correlation.")] = None,
+        help="Baseline recipe: adds each method's gains over it on both curves and their "
+             "correlation.")] = None,
     seeds: Annotated[int | None, typer.Option(
         min=1, help="Seeds per recipe: S, S+1, ... (S = --seed or the recipe's); each point gets a "
                     "mean and 95% interval.")] = None,

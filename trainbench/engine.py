@@ -46,8 +46,8 @@ from torch import nn
 
 from trainbench import checkpoint
 from trainbench.data import DATASETS, ImageData
-from trainbench.data.loader import DeviceData
 from trainbench.data.label_noise import apply_label_noise
+from trainbench.data.loader import DeviceData
 from trainbench.data.subset import subset_split
 from trainbench.errors import InputError
 from trainbench.interrupts import StopSignal
@@ -396,7 +396,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     run.update_meta(device=device_name(dev), torch_build=torch.__version__, cuda=torch.version.cuda,
                     total_steps=total, steps_per_epoch=clock.steps_per_epoch,
                     batch_size=batch_size, synthetic_data=synthetic, curve_steps=sorted(curve),
-                    precision=precision_choice.meta(), **({"label_noise": label_noise} if label_noise else {}))
+                    precision=precision_choice.meta(),
+                    **({"label_noise": label_noise} if label_noise else {}))
 
     # Everything a checkpoint holds, so a resumed run continues bit for bit.
     loop = LoopState(loss_sum=torch.zeros((), device=dev))  # loss summed on the device

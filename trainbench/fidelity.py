@@ -159,7 +159,8 @@ def measure(name: str, runs: SeedRuns, baseline: str | None = None,
         row = FidelityRow(i + 1, seeds[order[0]][0][i]["epoch"], _mean(ref), _mean(cyc), _mean(gaps),
                           _mean([seeds[s][1][i]["train_time_s"] for s in order]),
                           _mean([seeds[s][0][i]["train_time_s"] for s in order]),
-                          n=len(order), ref_ci=_interval(ref), cyclic_ci=_interval(cyc), gap_ci=_interval(gaps))
+                          n=len(order), ref_ci=_interval(ref), cyclic_ci=_interval(cyc),
+                          gap_ci=_interval(gaps))
         if base is not None:
             row.ref_gain = row.ref_acc - _mean([r[i]["test_acc"] for _, r in base.values()])
             row.cyclic_gain = row.cyclic_acc - _mean([c[i]["test_acc"] for c, _ in base.values()])
@@ -169,8 +170,8 @@ def measure(name: str, runs: SeedRuns, baseline: str | None = None,
     for s in order:
         g = [seeds[s][1][i]["test_acc"] - seeds[s][0][i]["test_acc"] for i in range(n)]
         per_seed_gap.append(_mean(g[1:]) if n > 1 else g[0])
-    cost_ratio = _mean([math.fsum(p["train_time_s"] for p in seeds[s][1][:n]) / seeds[s][0][n - 1]["train_time_s"]
-                        for s in order])
+    cost_ratio = _mean([math.fsum(p["train_time_s"] for p in seeds[s][1][:n])
+                        / seeds[s][0][n - 1]["train_time_s"] for s in order])
     corr = None
     if base is not None:
         corr = pearson([r.ref_gain for r in rows], [r.cyclic_gain for r in rows])  # type: ignore[misc]
@@ -270,7 +271,8 @@ def point_rows(r: FidelityReport) -> tuple[list[str], list[list[str]]]:
         headers += ["ref gain (pp)", "cyclic gain (pp)"]
     rows = []
     for row in r.rows:
-        cells = [str(row.point), f"{row.epoch:g}", _pp(row.ref_acc, False) + _pp_ci(row.ref_ci).replace("+", ""),
+        cells = [str(row.point), f"{row.epoch:g}",
+                 _pp(row.ref_acc, False) + _pp_ci(row.ref_ci).replace("+", ""),
                  _pp(row.cyclic_acc, False) + _pp_ci(row.cyclic_ci).replace("+", ""),
                  _pp(row.gap) + _pp_ci(row.gap_ci), f"{row.ref_time_s:.1f}s", f"{row.cyclic_time_s:.1f}s"]
         if len(headers) > 7:
@@ -333,8 +335,10 @@ def _plot_curves(s: FidelityStudy, path: Path) -> None:
             xs = [getattr(row, f"{which}_time_s") for row in r.rows]
             ys = [100 * getattr(row, f"{which}_acc") for row in r.rows]
             cis = [getattr(row, f"{which}_ci") for row in r.rows]
-            err = None if any(c is None for c in cis) else [[y - 100 * c[0] for y, c in zip(ys, cis, strict=True)],
-                                                           [100 * c[1] - y for y, c in zip(ys, cis, strict=True)]]
+            err = None
+            if all(c is not None for c in cis):  # error bars: the 95% intervals over seeds
+                err = [[y - 100 * c[0] for y, c in zip(ys, cis, strict=True)],
+                       [100 * c[1] - y for y, c in zip(ys, cis, strict=True)]]
             ax.errorbar(xs, ys, yerr=err, fmt=style, color=color, capsize=2, label=f"{r.recipe}: {label}")
     log_x_axis(ax)
     ax.set_xlabel("training time (s)")

@@ -20,6 +20,7 @@ A test needs two or more values on each side and some spread; otherwise its p-va
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ def pearson_interval(xs: Sequence[float], ys: Sequence[float], resamples: int = 
 def interpolate(curve: Sequence[tuple[float, float]], cost: float) -> float | None:
     """The value of a (cost, value) curve, in curve order, at ``cost``: linear in cost
     between the two points around it; None outside the curve's cost range."""
-    for (c0, v0), (c1, v1) in zip(curve, curve[1:], strict=False):
+    for (c0, v0), (c1, v1) in itertools.pairwise(curve):
         if min(c0, c1) <= cost <= max(c0, c1):
             return v0 if c1 == c0 else v0 + (v1 - v0) * (cost - c0) / (c1 - c0)
     if curve and curve[-1][0] == cost:  # a one-point curve

@@ -58,11 +58,8 @@ def corrupt(labels: torch.Tensor, num_classes: int, *, rate: float, kind: str = 
     k = changed_count(rate, len(y))
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(y), size=k, replace=False))
-    if kind == "symmetric":
-        # an offset of 1..K-1 classes: uniform over the other classes, never the true one
-        offset = rng.integers(1, num_classes, size=k)
-    else:
-        offset = np.ones(k, dtype=np.int64)
+    # symmetric: an offset of 1..K-1 classes, uniform over the other classes, never the true one
+    offset = rng.integers(1, num_classes, size=k) if kind == "symmetric" else np.ones(k, dtype=np.int64)
     noisy = y.copy()
     noisy[idx] = (y[idx] + offset) % num_classes
     return torch.from_numpy(noisy), torch.from_numpy(idx)
