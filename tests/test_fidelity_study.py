@@ -9,6 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 from typer.testing import CliRunner
@@ -62,6 +63,8 @@ def test_study_aggregates_seeds_and_methods_exactly() -> None:
     # the gap is paired by seed: seed 0 gives 1/8, seed 1 gives 0 at point 2
     assert m1.rows[1].gap == 0.0625 and m1.rows[1].gap_ci == pytest.approx(t_interval([0.125, 0.0]))
     assert m1.rows[1].ref_ci == [0.875, 0.875]  # both seeds agree: no spread
+    # baseline point 3: seed 0 and seed 1 each have gap 0, so the paired interval has no width
+    assert s.reports[0].rows[2].gap == 0.0 and s.reports[0].rows[2].gap_ci == [0.0, 0.0]
     # mean gap: each seed's gaps over points 2 and 3, then the mean over seeds
     assert m1.avg_gap == 0.0625 and m1.avg_gap_ci == pytest.approx([0.0625, 0.0625])  # both seeds 1/16
     m2 = s.reports[2]
@@ -89,6 +92,16 @@ def test_pearson_interval_is_a_seeded_bootstrap_of_the_pairs() -> None:
     a, b = pearson_interval(xs, ys), pearson_interval(xs, ys)
     assert a == b  # fixed seed
     assert 0.9 < a[0] < statistics.correlation(xs, ys) <= a[1] <= 1.0
+    # the 2.5% and 97.5% percentiles, as scipy's own paired percentile bootstrap finds them
+    xs2 = [float(i) for i in range(12)]
+    ys2 = [0.3, -1.2, 2.5, 0.1, 3.9, 1.0, 2.2, 5.1, 1.7, 4.4, 2.9, 6.0]
+    def r(x, y, axis=-1):
+        dx, dy = x - x.mean(axis, keepdims=True), y - y.mean(axis, keepdims=True)
+        return (dx * dy).sum(axis) / np.sqrt((dx * dx).sum(axis) * (dy * dy).sum(axis))
+
+    ref = stats.bootstrap((xs2, ys2), r, paired=True, vectorized=True, n_resamples=10_000,
+                          method="percentile", random_state=1).confidence_interval
+    assert pearson_interval(xs2, ys2) == pytest.approx((ref.low, ref.high), abs=0.03)
     assert pearson_interval([1.0, 2.0], [1.0, 2.0]) is None
     assert pearson_interval([1.0, -1.0, 1.0, -1.0], [1.0, -1.0, 1.0, -1.0]) == pytest.approx((1.0, 1.0))
 
