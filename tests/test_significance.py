@@ -103,6 +103,10 @@ def test_compare_tests_each_recipe_against_the_baseline_with_holm() -> None:
     assert rows[0][-2:] == ["-", "-"]
     assert rows[2][-2] == f"not distinguishable (p={same.test_final_holm:.2g})"
     assert rows[1][-1] == f"+18.00 pp (p={good.test_equal_cost_holm:.2g})"
+    # a cost outside the baseline's curves: no test, and the cell says why
+    far = compare_runs([*RUNS, *(run("late", s, [(8.0, 0.9 + s / 50)]) for s in range(2))], baseline="base",
+                       test="welch")
+    assert display_table(far)[1][-1][-1] == "no test: 0 of base's 3 seed curves span this cost; needs 2+"
     rec = records(c)[1]
     assert (rec["test"], rec["p_final"]) == ("welch", good.test_final.p)
     assert rec["p_final_holm"] == good.test_final_holm

@@ -256,7 +256,11 @@ def _test_against(base: RecipeResult, others: Sequence[RecipeResult], test: str)
         last = list(res.curve[-1].values)
         res.test_final = two_sample(test, last, base_final)
         at = [interpolate(c, res.cost) for c in base.seed_curves] if res.cost is not None else []
-        res.test_equal_cost = two_sample(test, last, [v for v in at if v is not None])
+        reached = [v for v in at if v is not None]
+        res.test_equal_cost = two_sample(test, last, reached)
+        if len(reached) < 2:  # say why: the baseline's curves do not span the recipe's cost
+            res.test_equal_cost = dataclasses.replace(res.test_equal_cost, why=(
+                f"{len(reached)} of {base.label}'s {len(at)} seed curves span this cost; needs 2+"))
     for p_attr, holm_attr in (("test_final", "test_final_holm"), ("test_equal_cost", "test_equal_cost_holm")):
         adjusted = holm([getattr(r, p_attr).p for r in others])
         for r, q in zip(others, adjusted, strict=True):
