@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 
 from trainbench.budgets import budget_recipes
 from trainbench.cli import app
-from trainbench.fidelity import FidelityReport, FidelityRow, fidelity, pearson, write_report
+from trainbench.fidelity import (
+    FidelityReport,
+    FidelityRow,
+    FidelityStudy,
+    fidelity,
+    pearson,
+    study,
+    write_study,
+)
 from trainbench.recipe import load_recipe
 from trainbench.results import read_points
 from trainbench.schedules import build_schedule
@@ -152,26 +160,39 @@ def test_fidelity_correlation_undefined_cases_are_noted() -> None:
     assert flat.gain_correlation is None and flat.notes == [UNDEFINED]
 
 
-def test_write_report_json_csv_png(tmp_path: Path) -> None:
-    report = fidelity("m", CYCLIC, REF, "base", BASE_CYCLIC, BASE_REF)
-    files = write_report(report, tmp_path / "out")
-    assert files == [tmp_path / "out" / f"fidelity.{ext}" for ext in ("json", "csv", "png")]
+def test_write_study_json_csv_markdown_and_plots(tmp_path: Path) -> None:
+    s = study({"base": {0: (BASE_CYCLIC, BASE_REF)}, "m": {0: (CYCLIC, REF)}}, "base")
+    files = write_study(s, tmp_path / "out")
+    assert files == [tmp_path / "out" / f for f in ("fidelity.json", "fidelity.csv", "fidelity.md",
+                                                   "fidelity.png", "gains.png")]
     data = json.loads(files[0].read_text())
-    assert data == asdict(report)
-    assert data["avg_gap"] == report.avg_gap and data["cost_ratio"] == 2.5
-    assert data["gain_correlation"] == report.gain_correlation
-    assert FidelityReport(**{**data, "rows": [FidelityRow(**r) for r in data["rows"]]}) == report
+    assert data == json.loads(json.dumps(asdict(s)))
+    back = FidelityStudy(**{**data, "reports": [
+        FidelityReport(**{**r, "rows": [FidelityRow(**x) for x in r["rows"]]}) for r in data["reports"]]})
+    assert back == s
+    assert [r["recipe"] for r in data["reports"]] == ["base", "m"]
+    assert data["reports"][1]["avg_gap"] == (0.125 + 0.0625 - 0.0625) / 3
     with files[1].open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["point", "epoch", "ref_acc", "cyclic_acc", "gap", "ref_time_s", "cyclic_time_s",
-                             "ref_gain", "cyclic_gain"]
-    assert [{k: float(v) for k, v in r.items()} for r in rows] == [asdict(r) for r in report.rows]
-    assert files[2].read_bytes()[:8] == PNG_MAGIC
-    # without a baseline the gain columns are empty
-    write_report(fidelity("m", CYCLIC, REF), tmp_path / "nobase")
+    assert list(rows[0]) == ["recipe", "point", "epoch", "n", "ref_acc", "ref_ci_low", "ref_ci_high",
+                             "cyclic_acc", "cyclic_ci_low", "cyclic_ci_high", "gap", "gap_ci_low",
+                             "gap_ci_high", "ref_time_s", "cyclic_time_s", "ref_gain", "cyclic_gain"]
+    assert [r["recipe"] for r in rows] == ["base"] * 4 + ["m"] * 4
+    m_rows = [r for r in rows if r["recipe"] == "m"]
+    assert [float(r["gap"]) for r in m_rows] == [0.125, 0.125, 0.0625, -0.0625]
+    assert [float(r["ref_gain"]) for r in m_rows] == [0.125, 0.125, 0.25, 0.25]
+    assert {r["gap_ci_low"] for r in rows} == {""}  # one seed: no interval
+    md = files[2].read_text()
+    assert "| m | 1 | 4 | +4.17 | 2.50x | +18.75 / +9.38 | 0.302 |" in md  # avg gap 1/24; gains 3/16, 3/32
+    assert md.count("## ") == 2
+    for png in files[3:]:
+        assert png.read_bytes()[:8] == PNG_MAGIC
+    # without a baseline: no gains, no scatter plot
+    files = write_study(study({"m": {0: (CYCLIC, REF)}}), tmp_path / "nobase")
+    assert [f.name for f in files] == ["fidelity.json", "fidelity.csv", "fidelity.md", "fidelity.png"]
     with (tmp_path / "nobase" / "fidelity.csv").open() as f:
         assert [(r["ref_gain"], r["cyclic_gain"]) for r in csv.DictReader(f)] == [("", "")] * 4
-    assert json.loads((tmp_path / "nobase" / "fidelity.json").read_text())["gain_correlation"] is None
+    assert json.loads(files[0].read_text())["gain_correlation"] is None
 
 
 # --- end to end: the digits cyclic run and its budgets reference (one training of each) ---
@@ -243,8 +264,11 @@ def test_fidelity_reuses_the_runs_and_reports_them(digits_pair: dict[str, Any]) 
     assert {p: p.read_text() for p in out.rglob("meta.json")} == metas
     cyclic = read_points(digits_pair["cyclic"] / "points.csv")
     ref = read_points(digits_pair["budgets"] / "points.csv")
-    report = json.loads((out / "fidelity" / "digits-cyclic" / "fidelity.json").read_text())
-    assert (report["recipe"], report["baseline"], report["notes"]) == ("digits-cyclic", None, [])
+    doc = json.loads((out / "fidelity" / "digits-cyclic" / "fidelity.json").read_text())
+    assert (doc["baseline"], doc["notes"], len(doc["reports"])) == (None, [], 1)
+    report = doc["reports"][0]
+    assert (report["recipe"], report["baseline"], report["notes"], report["seeds"]) == (
+        "digits-cyclic", None, [], [0])
     assert [(r["point"], r["epoch"], r["ref_acc"], r["cyclic_acc"], r["gap"], r["ref_time_s"],
              r["cyclic_time_s"]) for r in report["rows"]] == [
         (i, c["epoch"], f["test_acc"], c["test_acc"], f["test_acc"] - c["test_acc"], f["train_time_s"],
@@ -256,7 +280,7 @@ def test_fidelity_reuses_the_runs_and_reports_them(digits_pair: dict[str, Any]) 
     assert report["avg_gap"] == sum(gaps[1:]) / 4
     assert report["cost_ratio"] == sum(f["train_time_s"] for f in ref) / cyclic[-1]["train_time_s"]
     assert (out / "fidelity" / "digits-cyclic" / "fidelity.png").read_bytes()[:8] == PNG_MAGIC
-    assert "average gap (reference - cyclic, first point excluded)" in result.output
+    assert "mean gap = reference - cyclic, first point excluded" in result.output
 
 
 def test_fidelity_refuses_a_cosine_recipe(tmp_path: Path) -> None:

@@ -384,11 +384,16 @@ def show(
 
 @app.command()
 def fidelity(
-    recipe: Annotated[Path, typer.Argument(help="Recipe with a cyclic or sgdr schedule.")],
+    recipes: Annotated[list[Path], typer.Argument(
+        help="Method recipe(s), each with a cyclic or sgdr schedule.", show_default=False)],
     baseline: Annotated[Path | None, typer.Option(
-        help="Baseline recipe: adds the correlation of gains over it (reference vs cyclic).")] = None,
+        help="Baseline recipe: adds each method's gains over it on both curves and their "
+             "correlation.")] = None,
+    seeds: Annotated[int | None, typer.Option(
+        min=1, help="Seeds per recipe: S, S+1, ... (S = --seed or the recipe's); each point gets a "
+                    "mean and 95% interval.")] = None,
     set_: SetOpt = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Override the recipes' seed.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Override the recipes' (first) seed.")] = None,
     out: Annotated[Path, typer.Option(help="Run directories; the report goes to OUT/fidelity/.")] = Path(
         "runs"),
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.")] = None,
@@ -396,16 +401,16 @@ def fidelity(
     force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue unfinished runs.")] = False,
 ) -> None:
-    """The cheap one-run cyclic curve against separate runs at the same budgets: accuracy gap
-    per point, cost ratio and, with --baseline, the correlation of gains (Portes et al. 2022).
-    Completed runs in OUT are reused."""
-    from trainbench.fidelity import fidelity as measure
-    from trainbench.fidelity import write_report
+    """The cheap one-run cyclic curve against separate runs at the same budgets, per recipe
+    and seed: accuracy gap per point, mean gap, cost ratio and, with --baseline, every method's
+    gain over it on both curves and their correlation (Portes et al. 2022). Completed runs in
+    OUT are reused, so a study grows seed by seed (--seeds 3, later --seeds 5)."""
+    from trainbench.fidelity import study, write_study
     from trainbench.recipe import load_recipe, self_timed
     from trainbench.runner import plan_runs
 
     sets = _overrides(set_, device)
-    paths = [recipe] if baseline is None else [recipe, baseline]
+    paths = ([baseline] if baseline is not None else []) + list(recipes)
     try:
         pairs = []
         for p, r in zip(paths, _load(paths, sets), strict=True):
@@ -414,49 +419,57 @@ def fidelity(
                 raise InputError(f"{p}: fidelity compares a cyclic run with separate runs at its "
                                  "cycle ends, so the recipe needs schedule.name cyclic or sgdr "
                                  f"(got '{r['schedule']['name']}') and the default curve section.")
+            if any(r.name == q.name for q, _ in pairs):
+                raise InputError(f"{p}: a recipe named '{r.name}' is given twice (as --baseline and "
+                                 "a method, or as two methods); give each recipe once.")
             ref = load_recipe(p, [*sets, "curve.mode=budgets", f"name={json.dumps(r.name + '-budgets')}"])
             pairs.append((r, ref))
-        plans = plan_runs([x for pair in pairs for x in pair], out=out, seed=seed, smoke=smoke,
-                          force=force, resume=resume)
+        plans = plan_runs([x for pair in pairs for x in pair], out=out, seeds=seeds, seed=seed,
+                          smoke=smoke, force=force, resume=resume)
     except InputError as e:
         raise _fail(e) from None
     rows, code = _execute(plans, smoke)
     _print_summary(rows)
     if code:
         raise typer.Exit(code)
-    pts = {pl.recipe.name: pl.run.read_points() for pl in plans}
-    (m, m_ref), base = pairs[0], (pairs[1] if len(pairs) > 1 else None)
-    report = measure(m.name, pts[m.name], pts[m_ref.name],
-                     base[0].name if base else None,
-                     pts[base[0].name] if base else None, pts[base[1].name] if base else None)
-    name = m.name + (f"-vs-{base[0].name}" if base else "") + ("-smoke" if smoke else "")
-    files = write_report(report, out / "fidelity" / name)
-    _print_fidelity(report)
+    pts = {(pl.recipe.name, pl.recipe.seed): pl.run.read_points() for pl in plans}
+    by_seed = sorted({pl.recipe.seed for pl in plans})
+    runs = {m.name: {s: (pts[(m.name, s)], pts[(ref.name, s)]) for s in by_seed} for m, ref in pairs}
+    base = pairs[0][0].name if baseline is not None else None
+    try:
+        result = study(runs, base)
+    except ValueError as e:  # a recipe without curve points: nothing to compare
+        raise _fail(InputError(str(e))) from None
+    methods = [m.name for m, _ in pairs[1 if base else 0:]]
+    name = "+".join(methods) if len(methods) <= 2 else f"{methods[0]}+{len(methods) - 1}-more"
+    name += (f"-vs-{base}" if base else "") + ("-smoke" if smoke else "")
+    files = write_study(result, out / "fidelity" / name)
+    _print_fidelity(result)
     console.print("Written: " + ", ".join(escape(str(f)) for f in files), highlight=False)
 
 
-def _print_fidelity(report: Any) -> None:
-    title = f"fidelity: {report.recipe}" + (f" vs {report.baseline}" if report.baseline else "")
-    table = Table(title=escape(title))
-    cols = ["point", "epoch", "reference acc", "cyclic acc", "gap (pp)", "ref time", "cyclic time"]
-    if report.baseline:
-        cols += ["ref gain (pp)", "cyclic gain (pp)"]
-    for c in cols:
-        table.add_column(c, justify="right")
-    for row in report.rows:
-        cells = [str(row.point), f"{row.epoch:g}", f"{100 * row.ref_acc:.2f}%",
-                 f"{100 * row.cyclic_acc:.2f}%", f"{100 * row.gap:+.2f}",
-                 f"{row.ref_time_s:.1f}s", f"{row.cyclic_time_s:.1f}s"]
-        if report.baseline:
-            cells += [f"{100 * row.ref_gain:+.2f}", f"{100 * row.cyclic_gain:+.2f}"]
-        table.add_row(*cells)
+def _print_fidelity(s: Any) -> None:
+    from trainbench.fidelity import headline, point_rows, summary_rows
+
+    for report in s.reports:
+        headers, cells = point_rows(report)
+        table = Table(title=escape(f"fidelity: {report.recipe} ({len(report.seeds)} seed"
+                                   f"{'s' if len(report.seeds) > 1 else ''})"))
+        for c in headers:
+            table.add_column(escape(c), justify="right")
+        for row in cells:
+            table.add_row(*map(escape, row))
+        console.print(table)
+    headers, cells = summary_rows(s)
+    table = Table(title="fidelity: summary (mean gap = reference - cyclic, first point excluded)")
+    for c in headers:
+        table.add_column(escape(c), justify="left" if c == "recipe" else "right")
+    for row in cells:
+        table.add_row(*map(escape, row))
     console.print(table)
-    corr = "n/a" if report.gain_correlation is None else f"{report.gain_correlation:.3f}"
-    console.print(f"average gap (reference - cyclic, first point excluded): "
-                  f"{100 * report.avg_gap:+.2f} pp   cost ratio (separate runs / cyclic run): "
-                  f"{report.cost_ratio:.2f}x" + (f"   gain correlation: {corr}" if report.baseline else ""))
-    for note in report.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(escape(headline(s)), highlight=False, soft_wrap=True)
+    for note in s.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 class XAxis(StrEnum):
@@ -464,6 +477,11 @@ class XAxis(StrEnum):
     epochs = "epochs"
     samples = "samples"
     sparsity = "sparsity"
+
+
+class SigTest(StrEnum):
+    welch = "welch"
+    bootstrap = "bootstrap"
 
 
 class Format(StrEnum):
@@ -494,16 +512,19 @@ def compare(
     format_: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,
     include_smoke: Annotated[bool, typer.Option(
         "--include-smoke", help="Also compare smoke runs (left out by default).")] = False,
+    test: Annotated[SigTest | None, typer.Option(
+        help="Test each recipe against --baseline (welch or bootstrap) at the final point and at "
+             "equal cost; p-values Holm-corrected across recipes.")] = None,
 ) -> None:
     """Compare runs: final accuracy over seeds (mean, std, 95% CI), time to a target,
-    speedup over a baseline, AUC on a log-time axis and the Pareto frontier. Exit 2 when
-    there is nothing to compare."""
+    speedup over a baseline, AUC on a log-time axis, the Pareto frontier and, with --test,
+    significance against the baseline. Exit 2 when there is nothing to compare."""
     from trainbench.compare import compare as build
 
     _check_plot_name("--plot", plot)
     try:
         c = build(paths, baseline=baseline, target=target, x=x.value, metric=metric,
-                  include_smoke=include_smoke)
+                  include_smoke=include_smoke, test=test.value if test else None)
     except InputError as e:
         raise _fail(e) from None
     _print_comparison(c, format_.value)

@@ -46,6 +46,7 @@ from torch import nn
 
 from trainbench import checkpoint
 from trainbench.data import DATASETS, ImageData
+from trainbench.data.label_noise import apply_label_noise
 from trainbench.data.loader import DeviceData
 from trainbench.data.subset import subset_split
 from trainbench.errors import InputError
@@ -354,6 +355,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
 
     # Data: uint8 tensors on the device; an epoch is defined by the real training-set size.
     images, real_train_size, synthetic = load_data(recipe, smoke)
+    label_noise = apply_label_noise(images, r["data"]["label_noise"])  # training labels only
     batch_size = min(r["data"]["batch_size"], SMOKE_BATCH_SIZE) if smoke else r["data"]["batch_size"]
     data = DeviceData(images, dev, batch_size=batch_size,
                       eval_batch_size=r["data"]["eval_batch_size"], augment=r["data"]["augment"],
@@ -399,7 +401,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     run.update_meta(device=device_name(dev), torch_build=torch.__version__, cuda=torch.version.cuda,
                     total_steps=total, steps_per_epoch=clock.steps_per_epoch,
                     batch_size=batch_size, synthetic_data=synthetic, curve_steps=sorted(curve),
-                    precision=precision_choice.meta())
+                    precision=precision_choice.meta(),
+                    **({"label_noise": label_noise} if label_noise else {}))
 
     # Everything a checkpoint holds, so a resumed run continues bit for bit.
     loop = LoopState(loss_sum=torch.zeros((), device=dev))  # loss summed on the device

@@ -69,6 +69,7 @@ class DataSection:
     normalize: bool = True  # per-channel mean/std computed from the training images
     train_subset: PosInt | None = None  # N training images, class-stratified (data/subset.py)
     test_subset: PosInt | None = None  # N test images, class-stratified (data/subset.py)
+    label_noise: dict[str, Any] | None = None  # {rate, kind, seed}: data/label_noise.py
 
 
 @dataclass(kw_only=True)
@@ -512,6 +513,11 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
         chk.add(("duration",), "must be greater than 0.")
 
     out["data"] = chk.component("data", sections["data"], DataSection, DATASETS, "dataset")
+    if out["data"].get("label_noise") is not None:
+        from trainbench.data.label_noise import LabelNoise
+
+        out["data"]["label_noise"] = chk.fill(("data", "label_noise"), out["data"]["label_noise"],
+                                              params_of(LabelNoise), "data.label_noise")
     augment = out["data"].get("augment") or []
     if len(set(augment)) < len(augment):
         twice = sorted({a for a in augment if augment.count(a) > 1})

@@ -60,6 +60,10 @@ Definitions (the README's "Comparing recipes" repeats them):
   (dominates = costs no more and has a value at least as good, better in one; for
   sparsity, higher sparsity is better). A recipe is *on the frontier* when at least one of
   its points is; ``pareto_points`` lists which (curve indices).
+- **Tests** (``--test welch|bootstrap``, with a baseline; :mod:`.significance`): each
+  recipe's seeds against the baseline's at the final point and at equal cost (the
+  baseline's seeds interpolated linearly at the recipe's mean final cost), two-sided
+  p-values Holm-corrected across the recipes; "not distinguishable" when p >= 0.05.
 """
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from trainbench.compare.discovery import Run, load_runs
 from trainbench.compare.grouping import Group, group_runs
 from trainbench.compare.metrics import DEFAULT_METRIC, Metric, metric_spec, normalize_target
+from trainbench.compare.significance import TESTS, TestResult, holm, interpolate, two_sample
 from trainbench.compare.statistics import (
     CurvePoint,
     Stats,
@@ -57,6 +58,13 @@ class RecipeResult:
     # run under the same name ("digits (optimizer.lr=0.2)"); see grouping.
     label: str = ""
     differs: dict[str, str] = field(default_factory=dict)
+    seed_curves: list[list[tuple[float, float]]] = field(default_factory=list)  # per run, (cost, value)
+    # --test: against the baseline at the final point, and at the recipe's final cost
+    # (the baseline's seeds interpolated there); p-values Holm-adjusted across recipes.
+    test_final: TestResult | None = None
+    test_final_holm: float | None = None
+    test_equal_cost: TestResult | None = None
+    test_equal_cost_holm: float | None = None
 
     def __post_init__(self) -> None:
         self.label = self.label or self.name
@@ -83,6 +91,7 @@ class Comparison:
     notes: list[str] = field(default_factory=list)  # marked runs, smoke runs left out
     problems: list[str] = field(default_factory=list)  # directories that could not be used
     smoke_left_out: int = 0
+    test: str | None = None  # --test: welch | bootstrap
 
     @property
     def x_column(self) -> str:
@@ -116,21 +125,33 @@ def _value(row: dict[str, float], col: str) -> float:
 
 
 def compare(paths: Iterable[str | Path], *, baseline: str | None = None, target: float | None = None,
-            x: str = "time", metric: str = DEFAULT_METRIC, include_smoke: bool = False) -> Comparison:
+            x: str = "time", metric: str = DEFAULT_METRIC, include_smoke: bool = False,
+            test: str | None = None) -> Comparison:
     """Find, read and compare the runs under ``paths``. Raises InputError (exit 2) when no
-    run is left to compare, or for a bad baseline, target, axis or metric."""
+    run is left to compare, or for a bad baseline, target, axis, metric or test."""
     if x not in X_COLUMNS:
         raise InputError(f"--x {x}: choose one of {', '.join(X_COLUMNS)}.")
+    _check_test(test, baseline)
     runs, problems = load_runs(paths)
     return compare_runs(runs, problems, baseline=baseline, target=target, x=x, metric=metric,
-                        include_smoke=include_smoke)
+                        include_smoke=include_smoke, test=test)
+
+
+def _check_test(test: str | None, baseline: str | None) -> None:
+    if test is not None and test not in TESTS:
+        raise InputError(f"--test {test}: choose one of {', '.join(TESTS)}.")
+    if test is not None and baseline is None:
+        raise InputError(f"--test {test} tests each recipe against the baseline: name it with "
+                         "--baseline NAME.")
 
 
 def compare_runs(runs: Sequence[Run], problems: Sequence[str] = (), *, baseline: str | None = None,
                  target: float | None = None, x: str = "time", metric: str = DEFAULT_METRIC,
-                 include_smoke: bool = False) -> Comparison:
+                 include_smoke: bool = False, test: str | None = None) -> Comparison:
     """Compare in-memory runs. ``target`` is a value of the metric (0.98 or 98 for an
-    accuracy, see :func:`normalize_target`); ``baseline`` a recipe name or a row's label."""
+    accuracy, see :func:`normalize_target`); ``baseline`` a recipe name or a row's label;
+    ``test`` (welch | bootstrap, needs ``baseline``) tests each recipe against it."""
+    _check_test(test, baseline)
     problems = list(problems)
     notes: list[str] = []
     smoke = [r for r in runs if r.smoke]
@@ -215,12 +236,35 @@ def compare_runs(runs: Sequence[Run], problems: Sequence[str] = (), *, baseline:
                                            and reaches(base.curve[0].acc, last.acc, lower))
                 if res.speedup is None and last.cost > 0:
                     res.speedup_lower_bound = base.curve[-1].cost / last.cost
+    if test is not None and base is not None and base.curve:
+        _test_against(base, [res for res in results if res is not base and res.curve], test)
     if x == "sparsity" and (target is not None or baseline is not None):
         notes.append("--target and speedups are defined on cost axes (time, epochs, samples), "
                      "not for --x sparsity.")
     return Comparison(x=x, metric=metric, target=target, baseline=baseline, recipes=results,
                       frontier=frontier, span=span, warnings=warnings, notes=notes,
-                      problems=problems, smoke_left_out=0 if include_smoke else len(smoke))
+                      problems=problems, smoke_left_out=0 if include_smoke else len(smoke), test=test)
+
+
+def _test_against(base: RecipeResult, others: Sequence[RecipeResult], test: str) -> None:
+    """Each recipe's seeds against the baseline's: at the final point (both final points),
+    and at equal cost (the baseline's seeds interpolated at the recipe's mean final cost,
+    linear in cost; seeds whose curve does not reach that cost are left out); then Holm's
+    correction across the recipes, separately for the two families of tests."""
+    base_final = list(base.curve[-1].values)
+    for res in others:
+        last = list(res.curve[-1].values)
+        res.test_final = two_sample(test, last, base_final)
+        at = [interpolate(c, res.cost) for c in base.seed_curves] if res.cost is not None else []
+        reached = [v for v in at if v is not None]
+        res.test_equal_cost = two_sample(test, last, reached)
+        if len(reached) < 2:  # say why: the baseline's curves do not span the recipe's cost
+            res.test_equal_cost = dataclasses.replace(res.test_equal_cost, why=(
+                f"{len(reached)} of {base.label}'s {len(at)} seed curves span this cost; needs 2+"))
+    for p_attr, holm_attr in (("test_final", "test_final_holm"), ("test_equal_cost", "test_equal_cost_holm")):
+        adjusted = holm([getattr(r, p_attr).p for r in others])
+        for r, q in zip(others, adjusted, strict=True):
+            setattr(r, holm_attr, q)
 
 
 def _find_baseline(baseline: str, groups: Sequence[Group]) -> Group:
@@ -264,6 +308,7 @@ def _recipe(group: Group, xcol: str, spec: Metric, notes: list[str], warnings: l
         col = spec.name if spec.name in r.columns else spec.family
         curves.append([(_value(p, xcol), _value(p, col)) for p in rows[id(r)]])
     res.curve = align(curves)
+    res.seed_curves = curves
     for r, c in zip(runs, curves, strict=True):
         if r.status != "completed" or r.torn:
             what = r.state + (", half-written (its torn last line skipped)" if r.torn else "")

@@ -12,6 +12,7 @@ from typing import Any
 
 from trainbench.compare.comparison import X_NAMES, Comparison
 from trainbench.compare.metrics import DEFAULT_METRIC, Metric
+from trainbench.compare.significance import ALPHA, RESAMPLES, TestResult
 
 
 def _pct(v: float | None) -> str:
@@ -67,6 +68,8 @@ def display_table(c: Comparison) -> tuple[list[str], list[list[str]]]:
     if show_speedup:
         headers.append(f"speedup vs {c.baseline}")
     headers += [f"AUC{u}", "Pareto"]
+    if c.test:
+        headers += [f"vs {c.baseline}: final", f"vs {c.baseline}: equal {c.x}"]
     rows = []
     for r in c.recipes:
         f = r.final
@@ -88,8 +91,24 @@ def display_table(c: Comparison) -> tuple[list[str], list[list[str]]]:
         row.append(fmt_value(r.auc, spec))
         row.append("-" if not r.curve else
                    f"yes ({len(r.pareto_points)}/{len(r.curve)})" if r.pareto_points else "no")
+        if c.test:
+            row += [_test_cell(r.test_final, r.test_final_holm, spec),
+                    _test_cell(r.test_equal_cost, r.test_equal_cost_holm, spec)]
         rows.append(row)
     return headers, rows
+
+
+def _test_cell(t: TestResult | None, p_holm: float | None, spec: Metric) -> str:
+    """'+1.20 (p=0.004)' (the difference in the metric's unit, Holm-adjusted p), or 'not
+    distinguishable (p=0.31)', or why there is no test."""
+    if t is None:
+        return "-"
+    if t.p is None or p_holm is None:
+        return f"no test: {t.why}"
+    if p_holm >= ALPHA:
+        return f"not distinguishable (p={p_holm:.2g})"
+    diff = f"{100 * t.diff:+.2f} pp" if spec.fraction else f"{t.diff:+.4f}"
+    return f"{diff} (p={p_holm:.2g})"
 
 
 def legend(c: Comparison) -> list[str]:
@@ -124,6 +143,13 @@ def legend(c: Comparison) -> list[str]:
         auc_def = (f"AUC{u}: mean {what} over {noun} {fmt_cost(c.span[0], c.x)} to "
                    f"{fmt_cost(c.span[1], c.x)} on a {axis} axis (trapezoids; the range all "
                    f"multi-point curves cover{'; lower is better' if lower else ''}).")
+    if c.test:
+        how = ("Welch's t-test (scipy.stats.ttest_ind, equal_var=False)" if c.test == "welch" else
+               f"a bootstrap test of equal means ({RESAMPLES} resamples, seed 0; Efron & Tibshirani 16.1)")
+        lines.append(f"vs {c.baseline}: the recipe's seeds against {c.baseline}'s, by {how}, two-sided; "
+                     f"final: at both final points; equal {noun}: {c.baseline}'s seeds interpolated "
+                     f"(linear in {noun}) at the recipe's final {noun}. Difference recipe - {c.baseline}; "
+                     f"p Holm-adjusted across the recipes; p >= {ALPHA:g}: not distinguishable.")
     lines.append(auc_def + " Pareto: yes (k/m) = k of the recipe's m mean curve points are on the "
                  f"{what}-vs-cost frontier of all recipes.")
     return lines
@@ -147,7 +173,10 @@ CSV_COLUMNS = ("recipe", "runs", "status", "complete", "devices", "n", "final_ac
                "final_acc_ci_low", "final_acc_ci_high", "best_acc", "x", "cost", "target",
                "target_cost", "target_cost_upper_bound", "baseline", "speedup", "speedup_upper_bound",
                "speedup_lower_bound", "auc", "auc_lo", "auc_hi",
-               "pareto", "pareto_points", "curve_points", "metric", "lower_is_better", "name")
+               "pareto", "pareto_points", "curve_points", "metric", "lower_is_better", "name",
+               # --test (empty without it): recipe - baseline, p-values raw and Holm-adjusted
+               "test", "diff_final", "p_final", "p_final_holm", "diff_equal_cost", "p_equal_cost",
+               "p_equal_cost_holm")
 
 
 def records(c: Comparison) -> list[dict[str, Any]]:
@@ -170,9 +199,16 @@ def records(c: Comparison) -> list[dict[str, Any]]:
             "auc_lo": c.span[0] if c.span else None, "auc_hi": c.span[1] if c.span else None,
             "pareto": r.on_frontier, "pareto_points": " ".join(str(i + 1) for i in r.pareto_points),
             "curve_points": len(r.curve), "metric": c.metric, "lower_is_better": c.lower_is_better,
-            "name": r.name,
+            "name": r.name, "test": c.test,
+            **_test_fields("final", r.test_final, r.test_final_holm),
+            **_test_fields("equal_cost", r.test_equal_cost, r.test_equal_cost_holm),
         })
     return out
+
+
+def _test_fields(which: str, t: TestResult | None, p_holm: float | None) -> dict[str, Any]:
+    return {f"diff_{which}": t.diff if t else None, f"p_{which}": t.p if t else None,
+            f"p_{which}_holm": p_holm}
 
 
 def to_csv(c: Comparison) -> str:
@@ -204,5 +240,5 @@ def to_json(c: Comparison) -> str:
            "recipes": recipes,
            "frontier": [{"recipe": n, "point": i + 1, "cost": x, "acc": a} for n, i, x, a in c.frontier],
            "warnings": c.warnings, "notes": c.notes, "problems": c.problems,
-           "smoke_left_out": c.smoke_left_out}
+           "smoke_left_out": c.smoke_left_out, "test": c.test}
     return json.dumps(doc, indent=2) + "\n"

@@ -1,5 +1,6 @@
 """The numbers of a comparison, as pure functions on (cost, value) curves: statistics over
 seeds, the aggregate curve, cost to reach a value, speedup, AUC and the Pareto frontier.
+Quantiles and tests come from scipy.stats; the tests between recipes are in :mod:`.significance`.
 
 ``lower_is_better`` (losses, ECE) flips what "reaches" and "dominates" mean; costs are
 always better lower, except on the sparsity axis (``higher_cost_better``)."""
@@ -11,24 +12,15 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-# Student's t quantile t(0.975, df) for df = 1..30; beyond, a Cornish-Fisher expansion
-# (error < 1e-5 for df > 30). Hard-coded so comparing needs no scipy.
-_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
-         2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905,
-         2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
-         2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
-_Z975 = 1.959963984540054
-
 
 def t975(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (df >= 1)."""
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (df >= 1), from
+    scipy.stats (imported here: the CLI does not pay for scipy before comparing)."""
     if df < 1:
         raise ValueError("t975 needs df >= 1")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = _Z975
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)
@@ -64,6 +56,7 @@ class CurvePoint:
     stats: Stats  # of the metric over the seeds
     acc_min: float
     acc_max: float
+    values: tuple[float, ...] = ()  # the seeds' values, in the order of the runs having the point
 
     @property
     def n(self) -> int:
@@ -89,7 +82,7 @@ def align(curves: Sequence[Sequence[tuple[float, float]]]) -> list[CurvePoint]:
             continue
         accs = [v[1] for v in vals]
         out.append(CurvePoint(i, math.fsum(v[0] for v in vals) / len(vals), seed_stats(accs),
-                              min(accs), max(accs)))
+                              min(accs), max(accs), tuple(accs)))
     return out
 
 
