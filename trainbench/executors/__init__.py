@@ -118,7 +118,7 @@ def execute(plans: list[PlannedRun], *, smoke: bool, opts: ExecOptions, out: Pat
     exit code (0 all completed, 1 a run failed or diverged, 2 bad input, 128 + signal when
     interrupted). Raises :class:`Abort` on a second Ctrl-C and InputError before anything
     trains (a missing extra, an unreachable cluster, an --out the workers cannot see)."""
-    if opts.executor == "local":
+    if opts.executor == "local" or all(p.skip for p in plans):  # nothing to send anywhere
         from trainbench.executors.local import execute as run_local
 
         return run_local(plans, smoke, console=console, err=err, threads=opts.cpus_per_run)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -121,7 +122,7 @@ def drive(plans: list[PlannedRun], *, smoke: bool, opts: ExecOptions, out: Path,
 def _task(plan: PlannedRun, smoke: bool, opts: ExecOptions, stop_path: Path) -> RunTask:
     return RunTask(recipe=plan.recipe, run_path=str(plan.run.path.resolve()), smoke=smoke,
                    resume=plan.resume, attempt=secrets.token_hex(8), stop_path=str(stop_path),
-                   threads=opts.cpus_per_run or 1)
+                   threads=opts.cpus_per_run or 1, command=tuple(sys.argv))
 
 
 def _hand_over(plan: PlannedRun) -> None:

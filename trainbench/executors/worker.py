@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ class RunTask:
     attempt: str  # this call's id for the run: a retry that finds it in meta.json resumes
     stop_path: str  # the driver's stop file
     threads: int | None  # torch CPU threads for the run (None: torch's default)
+    command: tuple[str, ...] = ()  # the driver's command line, for meta.json and the lock
 
 
 @dataclass
@@ -176,6 +178,8 @@ def run_task(task: RunTask) -> dict[str, Any]:
     if task.threads:
         torch.set_num_threads(task.threads)
     run = RunDir(task.run_path)
+    if task.command:  # meta.json and the lock name the user's command, not the worker's
+        sys.argv[:] = list(task.command)
     try:
         lock = _acquire(run.path)
     except InputError as e:
