@@ -165,7 +165,12 @@ def _run_all(plans: list[PlannedRun], todo: list[int], results: dict[int, str], 
             counts.completed += 1
             return
         counts.failed += 1
-        if status == "interrupted":
+        if status == "not run" and plans[i].lock is None:  # its worker left it untouched
+            with contextlib.suppress(InputError):
+                plans[i].lock = RunLock(plans[i].run.path).acquire()
+        if status == "not run":
+            plans[i].release()  # a directory holding only the lock goes
+        elif status == "interrupted":
             err.print(f"[yellow]interrupted[/]: {escape(r.name)} seed {r.seed}: {escape(message)} "
                       f"({escape(str(plans[i].run.path))}).", highlight=False)
         elif status != "not run":
@@ -186,7 +191,6 @@ def _run_all(plans: list[PlannedRun], todo: list[int], results: dict[int, str], 
                     write_stop(stop_path, stop.signum)  # every running run checkpoints and stops
                     stop_written = True
                     for i in queue:
-                        plans[i].release()
                         finish(i, "not run")
                     queue.clear()
                 for h in backend.finished(list(running), timeout=POLL_S):
@@ -208,6 +212,8 @@ def _run_all(plans: list[PlannedRun], todo: list[int], results: dict[int, str], 
         for h, (i, _) in running.items():
             backend.cancel(h)
             results[i] = "interrupted"
+        for i in queue:
+            plans[i].release()
         err.print("[yellow]interrupted[/]: the running runs were cancelled; their last checkpoints "
                   "are kept: continue them with --resume.")
         raise Abort(e.exit_code if isinstance(e, Interrupted) else 128 + signal.SIGINT) from None
