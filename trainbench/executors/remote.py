@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.markup import escape
@@ -25,7 +25,7 @@ from trainbench.errors import InputError
 from trainbench.executors import Abort, ExecOptions
 from trainbench.executors.display import Counts, RunsDisplay
 from trainbench.executors.worker import RunTask, read_progress, write_stop
-from trainbench.interrupts import Interrupted, StopSignal
+from trainbench.interrupts import StopSignal
 from trainbench.runlock import RunLock
 
 if TYPE_CHECKING:
@@ -52,6 +52,21 @@ class Backend(Protocol):
     def result(self, handle: Any) -> dict[str, Any]: ...  # raises WorkerLost
     def cancel(self, handle: Any) -> None: ...
     def close(self) -> None: ...
+
+
+class DriverStop(StopSignal):
+    """The driver's SIGINT/SIGTERM handling: the first asks every run to stop after its step
+    (stop file); a second sets ``now`` (cancel the tasks) instead of raising inside the
+    engine's wait call, where an exception from a signal handler would surface as Ray's own
+    error rather than ours."""
+
+    now = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            self.now = True
+            return
+        super()._handle(signum, frame)
 
 
 @dataclass
@@ -156,9 +171,9 @@ def _run_all(plans: list[PlannedRun], todo: list[int], results: dict[int, str], 
     counts = Counts(queued=len(queue))
     jobs = opts.jobs or len(queue) or 1
     code = 0
+    stop = DriverStop()
 
     def finish(i: int, status: str, message: str = "") -> None:
-        nonlocal code
         results[i] = status
         r = plans[i].recipe
         if status == "completed":
@@ -178,9 +193,11 @@ def _run_all(plans: list[PlannedRun], todo: list[int], results: dict[int, str], 
                       highlight=False)
 
     try:
-        with StopSignal() as stop, RunsDisplay(console, len(todo)) as display:
+        with stop, RunsDisplay(console, len(todo)) as display:
             stop_written = False
             while queue or running:
+                if stop.now:  # a second Ctrl-C: stop at once
+                    raise KeyboardInterrupt
                 while queue and len(running) < jobs and not stop.requested:
                     i = queue.pop(0)
                     slot = Slot(plans[i], _task(plans[i], smoke, opts, stop_path), opts.max_retries)
@@ -208,7 +225,7 @@ def _run_all(plans: list[PlannedRun], todo: list[int], results: dict[int, str], 
                                         for _, s in running.values()})
             if stop.requested:
                 return stop.exit_code
-    except (Interrupted, KeyboardInterrupt) as e:  # a second Ctrl-C: stop at once
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
         for h, (i, _) in running.items():
             backend.cancel(h)
             results[i] = "interrupted"
@@ -216,7 +233,7 @@ def _run_all(plans: list[PlannedRun], todo: list[int], results: dict[int, str], 
             plans[i].release()
         err.print("[yellow]interrupted[/]: the running runs were cancelled; their last checkpoints "
                   "are kept: continue them with --resume.")
-        raise Abort(e.exit_code if isinstance(e, Interrupted) else 128 + signal.SIGINT) from None
+        raise Abort(stop.exit_code) from None
     finally:
         with contextlib.suppress(OSError):
             stop_path.unlink(missing_ok=True)
