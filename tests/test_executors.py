@@ -89,23 +89,26 @@ def local_grid(grid: list[Path], tmp_path_factory: pytest.TempPathFactory) -> di
     return points_of(out)
 
 
-def kill_when_checkpointed(run: Path, at_least: int, timeout: float = 120) -> threading.Thread:
+def kill_when_checkpointed(run: Path, at_least: int, timeout: float = 120) -> list[int]:
     """In the background: once ``run`` has a checkpoint at step >= ``at_least``, kill -9 the
-    process holding its lock (the worker training it). Join it once the command returned."""
+    process holding its lock (the worker training it: the driver handed the lock over).
+    Returns the list the killed pid is appended to."""
+    killed: list[int] = []
+
     def watch() -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             step = checkpoint.latest_step(run)
             if step is not None and step >= at_least:
                 holder = json.loads((run / ".lock").read_text())["pid"]
-                assert holder != os.getpid()  # the worker holds the run's lock, not the driver
-                os.kill(holder, signal.SIGKILL)
+                if holder != os.getpid():  # never the driver (this process)
+                    os.kill(holder, signal.SIGKILL)
+                    killed.append(holder)
                 return
             time.sleep(0.02)
 
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    return t
+    threading.Thread(target=watch, daemon=True).start()
+    return killed
 
 
 # --- Ray ---
@@ -136,10 +139,10 @@ def test_ray_worker_killed_mid_run_is_retried_and_resumes(ray_runtime: str, tmp_
     ref = invoke("run", BASE, *sets(LONG), "--cpus-per-run", "1", "--out", tmp_path / "ref")
     assert ref.exit_code == 0, ref.output
     run = tmp_path / "ray" / "digits-baseline" / "seed0"
-    killer = kill_when_checkpointed(run, at_least=20)
+    killed = kill_when_checkpointed(run, at_least=20)
     r = invoke("run", BASE, *sets(LONG), "--out", tmp_path / "ray", "--executor", "ray", "--force")
-    killer.join(1)
     assert r.exit_code == 0, r.output
+    assert killed  # the worker, not the driver, held the run's lock while it trained
     m = meta(run)
     assert m["status"] == "completed"
     assert m["resumed"][0]["from_step"] >= 20 and m["resumed"][0]["status_was"] == "running"
@@ -235,11 +238,11 @@ def test_slurm_runs_match_local_and_a_killed_job_is_resubmitted(tmp_path: Path,
     ref = invoke("run", BASE, "--seeds", "2", *sets(LONG), "--cpus-per-run", "1", "--out", tmp_path / "ref")
     assert ref.exit_code == 0, ref.output
     run = tmp_path / "slurm" / "digits-baseline" / "seed1"
-    killer = kill_when_checkpointed(run, at_least=20)
+    killed = kill_when_checkpointed(run, at_least=20)
     r = invoke("run", BASE, "--seeds", "2", *sets(LONG), "--out", tmp_path / "slurm", "--executor", "slurm",
                "--jobs", "2")
-    killer.join(1)
     assert r.exit_code == 0, r.output
+    assert killed
     assert "retrying digits-baseline/s1" in r.output
     assert meta(run)["resumed"][0]["from_step"] >= 20
     assert points_of(tmp_path / "slurm") == points_of(tmp_path / "ref")
