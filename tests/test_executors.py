@@ -207,8 +207,27 @@ def test_check_shared_out_reports_a_worker_that_cannot_write(tmp_path: Path) -> 
         def probe(self, path: str, token: str) -> str:
             raise PermissionError(13, "Permission denied", path)
 
+    class OwnDisk:  # writes fine, but to its own disk: the driver cannot see the file
+        name = "Ray"
+
+        def probe(self, path: str, token: str) -> str:
+            (tmp_path / "node").mkdir(exist_ok=True)
+            (tmp_path / "node" / Path(path).name).write_text(token)
+            return "node7"
+
     with pytest.raises(InputError, match=r"could not write there .*Permission denied"):
-        check_shared_out(Unwritable(), tmp_path)  # type: ignore[arg-type]
+        check_shared_out(Unwritable(), tmp_path / "out")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="worker on node7 wrote a file there that this machine cannot see"):
+        check_shared_out(OwnDisk(), tmp_path / "out")  # type: ignore[arg-type]
+    class Shared:
+        name = "Ray"
+
+        def probe(self, path: str, token: str) -> str:
+            Path(path).write_text(token)
+            return "node7"
+
+    check_shared_out(Shared(), tmp_path)  # shared: the file is read back and removed
+    assert not list(tmp_path.glob(".trainbench-probe-*"))
 
 
 def test_ray_missing_extra_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
