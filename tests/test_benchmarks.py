@@ -28,3 +28,9 @@ def test_checkpoint_cost_prints_size_and_fraction() -> None:
     out = bench("checkpoint_cost.py", "--recipe", str(ROOT / "recipes" / "quickstart.yaml"), "--steps", "5",
                 "--every", "2")
     assert "checkpoint size" in out and "checkpoint / epoch" in out
+
+
+def test_parallel_prints_speedup_and_overhead() -> None:
+    pytest.importorskip("ray")
+    out = bench("parallel.py", "--steps", "4", "--rounds", "1")
+    assert "speedup local/ray = " in out and "ray per-call overhead = " in out

@@ -150,7 +150,9 @@ def test_cli_import_does_not_import_torch_and_help_runs() -> None:
     check = subprocess.run(
         [sys.executable, "-c",
          "import trainbench.cli, sys; assert 'torch' not in sys.modules, 'torch imported'; "
-         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"],
+         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
+         "try: trainbench.cli.app(['run', '--help'])\nexcept SystemExit: pass\n"
+         "heavy = {'torch', 'ray', 'submitit'} & set(sys.modules); assert not heavy, heavy"],
         capture_output=True, text=True, timeout=60,
     )
     assert check.returncode == 0, check.stderr

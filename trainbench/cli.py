@@ -26,12 +26,9 @@ from rich.table import Table
 from trainbench.errors import InputError
 
 if TYPE_CHECKING:
+    from trainbench.executors import ExecOptions, SummaryRow
     from trainbench.recipe import Recipe
-    from trainbench.results import RunDir
     from trainbench.runner import PlannedRun
-    from trainbench.timeunits import Clock
-
-    SummaryRow = tuple[Recipe, str, dict[str, Any], RunDir]
 
 CommandFn = TypeVar("CommandFn", bound=Callable[..., Any])
 
@@ -131,38 +128,13 @@ def _overrides(set_: list[str] | None, device: str | None) -> list[str]:
     return [*(set_ or []), *([f"device={json.dumps(device)}"] if device else [])]
 
 
-class RichProgress:
-    """Progress bar for one run: epoch, step, last loss and accuracy, ETA."""
+class Executor(StrEnum):
+    local = "local"
+    ray = "ray"
+    slurm = "slurm"
 
-    def __init__(self) -> None:
-        self.bar: Any = None
 
-    def start(self, total_steps: int, clock: Clock, label: str, first_step: int = 0) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.clock = clock
-        self.bar = Progress(
-            # The label holds the recipe's name: plain text (markup would also turn :x: into emoji).
-            TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
-            TextColumn("ep {task.fields[epoch]}"), TextColumn("step"), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}"),
-            TimeRemainingColumn(), console=console, transient=False)
-        self.task = self.bar.add_task(label, total=total_steps, completed=first_step,
-                                      epoch=f"{clock.epoch(first_step):.1f}", loss="-", acc="-")
-        self.bar.start()
-
-    def update(self, step: int, loss: float | None = None, acc: float | None = None) -> None:
-        fields: dict[str, str] = {"epoch": f"{self.clock.epoch(step):.1f}"}
-        if loss is not None:
-            fields["loss"] = f"{loss:.4f}"
-        if acc is not None:
-            fields["acc"] = f"{100 * acc:.2f}%"
-        self.bar.update(self.task, completed=step, **fields)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
+MANY = "Many runs at once"
 
 
 @app.command()
@@ -190,10 +162,52 @@ def run(
     mlflow_experiment: Annotated[str | None, typer.Option(
         "--mlflow-experiment", help="MLflow experiment; default $MLFLOW_EXPERIMENT_NAME, else the "
                                     "--out folder's name.")] = None,
+    executor: Annotated[Executor, typer.Option(
+        help="Where runs train: local (here, one after another), ray (Ray tasks: this machine or "
+             "a cluster), slurm (Slurm jobs through submitit).", rich_help_panel=MANY)] = Executor.local,
+    jobs: Annotated[int | None, typer.Option(
+        min=1, help="Runs at once (ray, slurm; default: as many as the resources allow).",
+        rich_help_panel=MANY)] = None,
+    cpus_per_run: Annotated[int | None, typer.Option(
+        min=1, help="CPUs per run, and torch's CPU threads in it (default: 1 with ray/slurm; torch's "
+                    "default with local). Equal counts give equal points on CPU.",
+        rich_help_panel=MANY)] = None,
+    gpus_per_run: Annotated[float | None, typer.Option(
+        min=0, help="ray: GPUs per run (default 1 when the cluster has GPUs, else 0).",
+        rich_help_panel=MANY)] = None,
+    address: Annotated[str | None, typer.Option(
+        help="ray: join a running cluster (auto, or HOST:PORT) instead of starting one here.",
+        rich_help_panel=MANY)] = None,
+    max_retries: Annotated[int, typer.Option(
+        min=0, help="ray, slurm: retries of a run whose worker died; a retry resumes from the "
+                    "run's last checkpoint.", rich_help_panel=MANY)] = 2,
+    slurm_partition: Annotated[str | None, typer.Option(
+        help="slurm: partition.", rich_help_panel=MANY)] = None,
+    slurm_time: Annotated[int | None, typer.Option(
+        min=1, help="slurm: time limit per run, in minutes (default 1440).", rich_help_panel=MANY)] = None,
+    slurm_gpus_per_run: Annotated[int | None, typer.Option(
+        min=0, help="slurm: GPUs per job.", rich_help_panel=MANY)] = None,
+    slurm_extra: Annotated[list[str] | None, typer.Option(
+        help="slurm: another sbatch option as KEY=VALUE (e.g. constraint=volta32gb). Repeatable.",
+        rich_help_panel=MANY)] = None,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="slurm: print the job ids and return; `trainbench compare OUT` reads the "
+                          "results later.", rich_help_panel=MANY)] = False,
 ) -> None:
     """Train recipe(s) and write one run directory per recipe x seed. Ctrl-C (or SIGTERM)
-    stops after the current step with a checkpoint; --resume continues from it."""
+    stops after the current step with a checkpoint; --resume continues from it.
+
+    Many runs at once: --executor ray --jobs N on this machine or --address of a Ray cluster,
+    or --executor slurm; the results do not depend on the executor."""
+    from trainbench.executors import ExecOptions, parse_extra
+
     try:
+        opts = ExecOptions(executor.value, jobs=jobs, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                           address=address, slurm_partition=slurm_partition, slurm_time=slurm_time,
+                           slurm_gpus_per_run=slurm_gpus_per_run, slurm_extra=parse_extra(slurm_extra),
+                           no_wait=no_wait, max_retries=max_retries)
+        if problems := opts.problems():
+            raise InputError("\n".join(problems))
         # --device is an override like any other, so recipe.yaml records where it ran.
         loaded = _with_trackers(_load(recipes, _overrides(set_, device)), log)
         from trainbench.runner import plan_runs  # torch: a file that cannot be read is refused without it
@@ -204,7 +218,9 @@ def run(
         raise _fail(e) from None
 
     with _mlflow_env(mlflow_uri, mlflow_experiment):
-        rows, code = _execute(plans, smoke)
+        rows, code = _execute(plans, smoke, out, opts)
+    if opts.no_wait:
+        raise typer.Exit(code)
     _print_summary(rows)
     if len(plans) > 1 and code < 128:  # not after an interrupt: the user wants out
         _compare_what_ran(plans, smoke)
@@ -257,55 +273,17 @@ def _compare_what_ran(plans: list[PlannedRun], smoke: bool) -> None:
     _print_comparison(c, "table")
 
 
-def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], int]:
-    """Run the plans in order; a failed run does not stop the others, an interrupt (Ctrl-C,
-    SIGTERM) stops them all. Returns the summary rows and the exit code (2 bad input, 1 a run
-    failed or diverged, 0 all completed). An interrupt exits with 128 + the signal's number."""
-    from trainbench.engine import run_recipe
-    from trainbench.interrupts import StopSignal, exit_code
-    from trainbench.runner import resume_note, summarize
+def _execute(plans: list[PlannedRun], smoke: bool, out: Path,
+             opts: ExecOptions | None = None) -> tuple[list[SummaryRow], int]:
+    """Train the plans with the chosen executor (default: in this process, in order)."""
+    from trainbench.executors import Abort, ExecOptions, execute
 
-    rows, code = [], 0
-    with StopSignal() as stop:
-        for i, plan in enumerate(plans, 1):
-            r = plan.recipe
-            if plan.skip:
-                console.print(f"[yellow]skip[/] {escape(r.name)} seed {r.seed}: {escape(plan.skip)}")
-                rows.append((r, "skipped", summarize(plan.run.read_points()), plan.run))
-                continue
-            if stop.requested:
-                rows.append((r, "not run", summarize([]), plan.run))
-                plan.release()
-                continue
-            how = f" ({escape(resume_note(plan))})" if plan.resume else ""
-            console.print(f"[bold]run {i}/{len(plans)}[/] {escape(r.name)} seed {r.seed}"
-                          f"{' (smoke)' if smoke else ''}{how} -> {escape(str(plan.run.path))}")
-            try:
-                outcome = run_recipe(r, plan.run, smoke=smoke, progress=RichProgress(),
-                                     resume=plan.resume, stop=stop)
-            except InputError as e:
-                err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-                rows.append((r, "failed", summarize(plan.run.read_points()), plan.run))
-                code = 2
-                continue
-            except KeyboardInterrupt as e:
-                err.print(f"[yellow]interrupted[/]: {escape(str(plan.run.path))} keeps the points "
-                          "measured so far; continue it with --resume.")
-                raise typer.Exit(exit_code(e)) from None
-            finally:
-                plan.release()
-            if outcome.status == "interrupted":
-                err.print(f"[yellow]interrupted[/]: {escape(r.name)} seed {r.seed}: "
-                          f"{escape(outcome.message)} ({escape(str(plan.run.path))}).", highlight=False)
-                code = outcome.exit_code or stop.exit_code
-            elif outcome.status != "completed":
-                err.print(f"[bold red]{outcome.status}[/]: {escape(r.name)} seed {r.seed}: "
-                          f"{escape(outcome.message)}", highlight=False)
-                code = max(code, 1)
-            rows.append((r, outcome.status, summarize(outcome.points), plan.run))
-        if stop.requested:
-            code = stop.exit_code
-    return rows, code
+    try:
+        return execute(plans, smoke=smoke, opts=opts or ExecOptions(), out=out, console=console, err=err)
+    except Abort as e:  # a second Ctrl-C: out at once
+        raise typer.Exit(e.code) from None
+    except InputError as e:  # before anything trained: an extra, a cluster, a shared --out
+        raise _fail(e) from None
 
 
 def _print_summary(rows: list[SummaryRow]) -> None:
@@ -428,7 +406,7 @@ def fidelity(
                           smoke=smoke, force=force, resume=resume)
     except InputError as e:
         raise _fail(e) from None
-    rows, code = _execute(plans, smoke)
+    rows, code = _execute(plans, smoke, out)
     _print_summary(rows)
     if code:
         raise typer.Exit(code)

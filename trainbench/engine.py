@@ -220,7 +220,7 @@ def evaluate(model: nn.Module, data: DeviceData, autocast: Callable[[], Any]) ->
 
 def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
                progress: Progress | None = None, resume: bool = False,
-               stop: StopSignal | None = None) -> Outcome:
+               stop: StopSignal | None = None, extra_meta: dict[str, Any] | None = None) -> Outcome:
     """Train one recipe into ``run``, recording status in meta.json whatever happens.
 
     ``resume``: continue the run in ``run`` from its last checkpoint (from the start if it
@@ -229,10 +229,12 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     a fresh start that measured nothing removes what it wrote (the corrected command starts
     cleanly), a resumed run gets its meta.json back as it was (the corrected command resumes
     it); past that, the run is marked failed. Any other error marks the run failed with its
-    traceback in ``error.log`` and returns; what was written before stays valid."""
+    traceback in ``error.log`` and returns; what was written before stays valid.
+    ``extra_meta``: more meta.json fields from the caller (an executor's attempt id, torch's
+    thread count), written before training starts."""
     dev = resolve_device(recipe["device"])  # no such device: bad input before anything is written
     meta = {"name": recipe.name, "seed": recipe.seed, "smoke": smoke, "recipe_source": recipe.source,
-            "device_type": dev.type}
+            "device_type": dev.type, **(extra_meta or {})}
     resuming = resume and run.exists()
     if resuming:
         meta_before = run.read_meta()
