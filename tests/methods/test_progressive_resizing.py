@@ -12,7 +12,12 @@ from conftest import build_state, record_forwards
 
 from trainbench.engine import bound_schedule, run_recipe
 from trainbench.methods import METHODS
-from trainbench.methods.progressive_resizing import ProgressiveResizing, pinned_size, resize_batch, resize_scale
+from trainbench.methods.progressive_resizing import (
+    ProgressiveResizing,
+    pinned_size,
+    resize_batch,
+    resize_scale,
+)
 from trainbench.recipe import RecipeError, load_recipe
 from trainbench.results import RunDir
 from trainbench.timeunits import Clock
@@ -79,9 +84,15 @@ def test_resize_and_crop() -> None:
 def test_validation_names_the_field() -> None:
     assert METHODS.get("progressive_resizing") is ProgressiveResizing
     with pytest.raises(RecipeError, match=r"methods\.progressive_resizing\.finetune_fraction.*at most 1"):
-        load_recipe(QUICKSTART, ["methods.progressive_resizing={delay_fraction: 0.7, finetune_fraction: 0.4}"])
+        load_recipe(QUICKSTART, ["methods.progressive_resizing={delay_fraction: 0.7, "
+                                 "finetune_fraction: 0.4}"])
     with pytest.raises(RecipeError, match=r"methods\.progressive_resizing\.initial_scale"):
         load_recipe(QUICKSTART, ["methods.progressive_resizing={initial_scale: 0}"])
+    # resnet9's three max-pools need 8x8: 4x4 digits would fail at the first step
+    with pytest.raises(RecipeError, match=r"progressive_resizing\.initial_scale: the first training "
+                                          r"images are 4x4 .* too small for model resnet9"):
+        load_recipe(QUICKSTART, ["model.name=resnet9", "methods.progressive_resizing={}"])
+    load_recipe(QUICKSTART, ["methods.progressive_resizing={}"])  # small_cnn takes 4x4
 
 
 def test_short_run_trains_small_first_and_evaluates_at_full_size(tmp_path: Path, monkeypatch) -> None:

@@ -48,7 +48,8 @@ def tiny() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, torch.tensor([0, 1, 2, 0, 1, 2])
 
 
-def grads_at(model: nn.Module, weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+def grads_at(model: nn.Module, weights: list[torch.Tensor], x: torch.Tensor,
+             y: torch.Tensor) -> list[torch.Tensor]:
     """The loss gradient at ``weights`` (a copy of the model; the model is not changed)."""
     import copy
 

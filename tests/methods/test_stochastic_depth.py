@@ -73,11 +73,13 @@ def test_timm_models_use_drop_path_rate_and_keep_their_initial_weights() -> None
 
 @pytest.mark.parametrize(("sets", "field"), [
     (["methods.stochastic_depth={}"], "methods.stochastic_depth: model small_cnn has no residual"),
-    (["model.name=torchvision:resnet18", "methods.stochastic_depth={}"], "methods.stochastic_depth: works with"),
+    (["model.name=torchvision:resnet18", "methods.stochastic_depth={}"],
+     "methods.stochastic_depth: works with"),
     (["model.name=timm:resnet18", "model.kwargs={drop_path_rate: 0.1}", "methods.stochastic_depth={}"],
      "model.kwargs.drop_path_rate: is set by"),
     (["model.name=timm:resnet18", "methods.stochastic_depth={mode: batch}"], "methods.stochastic_depth.mode"),
-    (["model.name=resnet9", "methods.stochastic_depth={drop_rate: 1.0}"], "methods.stochastic_depth.drop_rate"),
+    (["model.name=resnet9", "methods.stochastic_depth={drop_rate: 1.0}"],
+     "methods.stochastic_depth.drop_rate"),
 ])
 def test_refused_at_validation(sets: list[str], field: str) -> None:
     assert METHODS.get("stochastic_depth") is StochasticDepth

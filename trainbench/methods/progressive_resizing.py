@@ -116,3 +116,29 @@ class ProgressiveResizing(Method):
                 f"delay_fraction ({p['delay_fraction']}) + finetune_fraction "
                 f"({p['finetune_fraction']}) must be at most 1: the fine-tuning at full size starts "
                 f"after the delay at initial_scale. Lower one of them (Composer's defaults: 0.5 and 0.2).")
+        if problem := _smallest_size_problem(recipe):
+            yield (*FIELD, "initial_scale"), problem
+
+
+def _smallest_size_problem(recipe: dict[str, Any]) -> str | None:
+    """Whether the model takes the smallest training images: a forward pass on the meta
+    device (shapes only, no memory, no compute), as the run would build the model."""
+    from trainbench.data import dataset_shape
+    from trainbench.models import build_model
+
+    p = recipe["methods"]["progressive_resizing"]
+    shape = dataset_shape(recipe["data"]["dataset"], recipe["data"])
+    side = pinned_size(shape.size, p["initial_scale"], p["size_increment"])
+    if side == shape.size:
+        return None
+    try:
+        with torch.device("meta"):
+            model = build_model(recipe["model"], shape.channels, shape.num_classes)
+            model(torch.empty(2, shape.channels, side, side))
+    except RuntimeError as e:
+        return (f"the first training images are {side}x{side} ({shape.size}x{shape.size} at "
+                f"initial_scale {p['initial_scale']}, size_increment {p['size_increment']}), too "
+                f"small for model {recipe['model']['name']} ({e}). Raise initial_scale.")
+    except Exception:  # a model the meta device cannot run: left to the run
+        return None
+    return None
