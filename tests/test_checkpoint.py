@@ -240,7 +240,14 @@ def test_a_forced_restart_drops_the_earlier_attempts_checkpoints(tmp_path: Path,
     # Momentum cycling (host-side per step), BlurPool, channels-last.
     ["schedule.name=triangular", "schedule.step_size=1ep", "schedule.cycle_momentum=true",
      "methods.blurpool={}", "methods.channels_last={}"],
-], ids=["swalr-ls-clip-fp16", "triangular-momentum-blurpool-nhwc"])
+    # SAM, selective backprop, progressive resizing (random crops), stochastic depth, layer
+    # freezing (its frozen set): stop mid-ramp, mid-window and with layers frozen.
+    ["data.dataset=synthetic", "data.image_size=16", "data.train_size=512", "data.test_size=64",
+     "model.name=resnet9", "model.width=4", "methods.sam={rho: 0.1}",
+     "methods.selective_backprop={start: 0.3, end: 1.0}",
+     "methods.progressive_resizing={size_increment: 2, mode: crop, delay_fraction: 0.3}",
+     "methods.stochastic_depth={drop_rate: 0.3}", "methods.layer_freezing={freeze_start: 0.4}"],
+], ids=["swalr-ls-clip-fp16", "triangular-momentum-blurpool-nhwc", "sam-sb-pr-sd-lf"])
 def test_resume_equality_holds_for_other_stateful_parts(tmp_path: Path, stop_after: type,
                                                         extra: list[str]) -> None:
     sets = [SUBSET, "duration=3ep", "eval.every=1ep", *extra]

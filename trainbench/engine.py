@@ -393,6 +393,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
             return torch.autocast(dev.type, dtype=AUTOCAST_DTYPES[precision])
     else:
         autocast = contextlib.nullcontext
+    state.autocast = autocast  # for methods with forward passes of their own (sam)
 
     cycles_momentum = schedule.momentum(0) is not None
     curve = set(schedule.curve_points()) | {clock.total_steps}

@@ -32,3 +32,19 @@ def build_state(model: nn.Module | None = None, recipe: dict[str, Any] | None = 
         host_rng=np.random.default_rng(0))
     defaults.update(kw)
     return TrainState(**defaults)
+
+
+def record_forwards(monkeypatch: Any) -> list[tuple[bool, tuple[int, ...]]]:
+    """Make the engine's model record ``(training, input shape)`` for every forward pass."""
+    from trainbench import engine
+
+    seen: list[tuple[bool, tuple[int, ...]]] = []
+    build = engine.build_model
+
+    def recording(*args: Any, **kw: Any) -> nn.Module:
+        model = build(*args, **kw)
+        model.register_forward_pre_hook(lambda m, inp: seen.append((m.training, tuple(inp[0].shape))))
+        return model
+
+    monkeypatch.setattr(engine, "build_model", recording)
+    return seen

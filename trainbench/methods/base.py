@@ -30,6 +30,7 @@ ends) or refuses self-timed schedules in ``check_recipe``; its docstring says wh
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -63,6 +64,10 @@ class TrainState:
     optimizer: torch.optim.Optimizer | None = None
     schedule: Any = None  # trainbench.schedules.Schedule
     step: int = 0  # optimizer steps completed
+    # The run's autocast context (its precision), set by the engine before the first step:
+    # methods that run forward passes of their own (SAM's ascent pass, selective backprop's
+    # scoring pass) use it so those passes run in the same precision as the engine's.
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
 
 
 class Method:

@@ -33,12 +33,16 @@ def small_cnn(in_chans: int, num_classes: int, *, width: PosInt = 32) -> nn.Modu
 
 
 class Residual(nn.Module):
+    """``x + drop_path(body(x))``; ``drop_path`` is the identity unless the stochastic_depth
+    method sets it (timm's attribute name, so the method finds timm's blocks the same way)."""
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
+        self.drop_path: nn.Module = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return x + self.drop_path(self.body(x))
 
 
 class Scale(nn.Module):
