@@ -184,7 +184,8 @@ def eval_steps(recipe: Recipe, clock: Clock, curve: list[int]) -> list[int]:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: DeviceData | StreamData, autocast: Callable[[], Any]) -> dict[str, float]:
+def evaluate(model: nn.Module, data: DeviceData | StreamData,
+             autocast: Callable[[], Any]) -> dict[str, float]:
     """Test loss (plain cross-entropy), accuracy and expected calibration error (15 bins),
     accumulated on the device and read once."""
     was_training = model.training
@@ -467,7 +468,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
             if is_eval:
                 row: dict[str, float] = {
                     "step": step, "epoch": clock.epoch(step), "samples": step * batch_size,
-                    "train_time_s": loop.train_time, "data_wait_s": loop.data_wait, "lr": peak_lr * schedule.end_factor(step),
+                    "train_time_s": loop.train_time, "data_wait_s": loop.data_wait,
+                    "lr": peak_lr * schedule.end_factor(step),
                     "train_loss": train_loss, **evaluate(model, data, autocast),
                     "curve": int(step in curve)}
                 for m in methods.values():

@@ -10,12 +10,18 @@ and lets a resumed run restart at any batch. Decoding is torchvision's
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
+
+# torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec (not a
+# dependency here); they work and are what stream mode decodes with, once per image.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of "
+                        "TorchVision are deprecated", category=DeprecationWarning)
 
 if TYPE_CHECKING:
     from trainbench.data.base import ImageData

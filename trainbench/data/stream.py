@@ -14,8 +14,9 @@ then run on the device exactly as in device mode (:mod:`trainbench.data.augment`
 mixing (a method). Evaluation: shorter side to ``data.eval_resize`` (default ``image_size``,
 or ``image_size / 0.875`` with ``random_resized_crop``, the usual 256 -> 224), center crop.
 
-Determinism: pass ``e``'s sample order is ``randperm`` under a seed made from (seed, e);
-batch ``i`` is ``order[i*B:(i+1)*B]`` and rank ``r`` of ``W`` takes the contiguous slice
+Determinism: pass ``e``'s sample order is a permutation made from (seed, e) alone
+(:func:`epoch_order`: on a CPU the same as device mode's, so the two modes train on the
+same batches there); batch ``i`` is ``order[i*B:(i+1)*B]`` and rank ``r`` of ``W`` takes the contiguous slice
 ``[r*B/W:(r+1)*B/W]`` of it. Each image's augmentation draws from the torch RNG seeded
 from (seed, e, sample index) alone (:func:`sample_seed`), in whichever process decodes it,
 and the device augmentations from one generator in the main process, so the stream is
@@ -74,9 +75,13 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The sample order of pass ``epoch``: a function of (seed, epoch) only."""
-    g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, 2**31])
-                                          .generate_state(1, np.uint64)[0]))
+    """The sample order of pass ``epoch``, a function of (seed, epoch) only: the
+    ``epoch``-th permutation drawn from a CPU generator seeded as DeviceData seeds its order
+    generator, so on a CPU stream mode serves the very batches device mode does. Replaying
+    the earlier passes' draws costs one ``randperm`` per pass (~15 ms for ImageNet)."""
+    g = torch.Generator().manual_seed(seed * 1000 + 1)
+    for _ in range(epoch):
+        torch.randperm(n, generator=g)
     return torch.randperm(n, generator=g)
 
 
@@ -195,6 +200,7 @@ class StreamData:
         self.aug_gen = torch.Generator(device).manual_seed(seed * 1000 + 2)  # as DeviceData's
         self._epoch = self._pos = 0
         self._train_loader = self._loader(self._train, _TrainBatches(self), persistent=True)
+        self._test_loader: DataLoader | None = None  # made at the first evaluation
 
     # --- the DeviceData interface ---
 
@@ -227,11 +233,14 @@ class StreamData:
             self._epoch, self._pos = self._epoch + 1, 0
 
     def test_batches(self) -> Iterator[Batch]:
-        m = len(self._test)
-        lo, hi = self.rank * m // self.world_size, (self.rank + 1) * m // self.world_size
-        keys = [(0, i) for i in range(lo, hi)]
-        yield from self._normalized(self._test, [keys[i:i + self.eval_batch_size]
-                                                 for i in range(0, len(keys), self.eval_batch_size)])
+        """This rank's contiguous share of the test set, in stored order, normalised."""
+        if self._test_loader is None:  # persistent: no new worker processes at every evaluation
+            m = len(self._test)
+            lo, hi = self.rank * m // self.world_size, (self.rank + 1) * m // self.world_size
+            keys = [(0, i) for i in range(lo, hi)]
+            groups = [keys[i:i + self.eval_batch_size] for i in range(0, len(keys), self.eval_batch_size)]
+            self._test_loader = self._loader(self._test, groups, persistent=True)
+        yield from self._normalized(self._test_loader)
 
     def clean_train_batches(self, batch_size: int | None = None, *,
                             seed: int | None = None) -> Iterator[Batch]:
@@ -245,7 +254,8 @@ class StreamData:
         else:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
             groups = [t.tolist() for t in order.tensor_split(-(-n // bs))]
-        yield from self._normalized(self._clean, [[(0, i) for i in g] for g in groups])
+        yield from self._normalized(
+            self._loader(self._clean, [[(0, i) for i in g] for g in groups], persistent=False))
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self._epoch, "pos": self._pos, "aug_gen": self.aug_gen.get_state(),
@@ -269,9 +279,9 @@ class StreamData:
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self.device, non_blocking=True)
 
-    def _normalized(self, dataset: ImageDataset, groups: list[list[tuple[int, int]]]) -> Iterator[Batch]:
+    def _normalized(self, loader: DataLoader) -> Iterator[Batch]:
         with _clean_errors():
-            for x, y, skipped in self._loader(dataset, groups, persistent=False):
+            for x, y, skipped in loader:
                 self._note_skipped(skipped)
                 yield self.normalize(self._to_device(x)), self._to_device(y)
 
