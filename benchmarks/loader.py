@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import tempfile
 import time
@@ -93,7 +94,11 @@ def trainbench_pass(root: Path, workers: int, batch: int, device: str) -> float:
         x, _ = next(it)
     if x.device.type == "cuda":
         torch.cuda.synchronize()
-    return data.steps_per_epoch * batch / (time.perf_counter() - t)
+    rate = data.steps_per_epoch * batch / (time.perf_counter() - t)
+    it.close()
+    del it, data  # stop the persistent workers before timm's loader forks its own
+    gc.collect()
+    return rate
 
 
 def timm_pass(root: Path, workers: int, batch: int, device: str) -> float:

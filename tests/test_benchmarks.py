@@ -28,3 +28,11 @@ def test_checkpoint_cost_prints_size_and_fraction() -> None:
     out = bench("checkpoint_cost.py", "--recipe", str(ROOT / "recipes" / "quickstart.yaml"), "--steps", "5",
                 "--every", "2")
     assert "checkpoint size" in out and "checkpoint / epoch" in out
+
+
+def test_loader_benchmark_prints_both_ratios() -> None:
+    out = bench("loader.py", "--images", "40", "--rounds", "1", "--batch", "8", "--workers", "1",
+                "--e2e-epochs", "2")
+    assert "loader throughput ratio trainbench/timm = " in out
+    assert "accuracy gap stream-device = +0.00 pp" in out  # on a CPU both modes see the same batches
+    assert "end-to-end throughput ratio stream/device = " in out

@@ -316,3 +316,24 @@ def test_the_data_wait_warning_names_the_fix() -> None:
     assert data_wait_warning("r", 0.10) is None
     w = data_wait_warning("r", 0.25)
     assert w is not None and "25%" in w and "raise data.workers or use a GPU decoder" in w
+
+
+def test_on_a_cpu_stream_mode_trains_exactly_as_device_mode(tmp_path: Path) -> None:
+    # Same-size PNGs (no resize in either mode): same order, same crops and flips, same
+    # statistics, and the loaders leave torch's global RNG (model init) alone.
+    for split, n in (("train", 8), ("val", 2)):
+        for c, name in enumerate(CLASSES):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(n):
+                x = (torch.rand(10, 10, generator=torch.Generator().manual_seed(9 * c + i)) * 60
+                     + 70 * c).to(torch.uint8).numpy()
+                Image.fromarray(x).save(tmp_path / split / name / f"{i}.png")
+    points = {}
+    for mode in ("device", "stream"):
+        recipe = tiny_recipe(tmp_path, f"data.loader={mode}", "data.augment=[random_crop, hflip]",
+                             "data.crop_padding=2")
+        run = RunDir(tmp_path / mode)
+        assert run_recipe(recipe, run).status == "completed"
+        assert run.read_meta()["data_loader"]["mode"] == mode
+        points[mode] = [{k: v for k, v in p.items() if k not in TIMING} for p in run.read_points()]
+    assert points["device"] == points["stream"] and len(points["device"]) == 2

@@ -270,7 +270,11 @@ class StreamData:
 
     def _loader(self, dataset: ImageDataset, batches: Sampler | list, persistent: bool) -> DataLoader:
         w = self.workers
+        # Its own generator: each iterator draws a worker base seed from it, which would
+        # otherwise come from torch's global RNG (model init, dropout) and shift it.
+        # Augmentation needs no worker seed: it is seeded per sample.
         return DataLoader(dataset, batch_sampler=batches, num_workers=w, collate_fn=collate,
+                          generator=torch.Generator().manual_seed(self.seed),
                           pin_memory=self.device.type == "cuda",
                           persistent_workers=persistent and w > 0,
                           prefetch_factor=self.prefetch if w > 0 else None,
