@@ -353,7 +353,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     # Data: uint8 tensors on the device, or streamed from disk (data.loader); an epoch is
     # defined by the real training-set size.
     batch_size = min(r["data"]["batch_size"], SMOKE_BATCH_SIZE) if smoke else r["data"]["batch_size"]
-    loader = choose_loader(r["data"], dev, smoke)
+    loader = choose_loader(r["data"], dev, smoke,
+                           started_with=run.read_meta().get("data_loader") if resume else None)
     if loader.mode == "stream":
         data: DeviceData | StreamData = stream_data(r["data"], dev, batch_size=batch_size,
                                                     seed=recipe.seed, report=run.update_meta)

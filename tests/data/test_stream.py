@@ -154,6 +154,9 @@ def test_auto_picks_device_when_the_dataset_fits(folder: Path, monkeypatch: pyte
     assert choose.choose_loader({"dataset": "digits", "loader": "auto"}, torch.device("cpu"),
                                 False).mode == "device"
     assert choose.free_memory(torch.device("cpu")) > 0  # the real /proc/meminfo reading
+    # A resumed run keeps the mode it started with (its checkpoint's data position is that mode's).
+    started = {"mode": "stream", "reason": "auto: ..."}
+    assert choose.choose_loader(s, torch.device("cpu"), False, started_with=started).mode == "stream"
 
 
 def test_stream_on_an_in_memory_dataset_is_refused() -> None:

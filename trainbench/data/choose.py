@@ -82,9 +82,15 @@ def free_memory(dev: torch.device) -> int:
     return (os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def choose_loader(section: dict[str, Any], dev: torch.device, smoke: bool) -> LoaderChoice:
-    """Where the run's data lives, and why (see the module docstring)."""
+def choose_loader(section: dict[str, Any], dev: torch.device, smoke: bool,
+                  started_with: dict[str, Any] | None = None) -> LoaderChoice:
+    """Where the run's data lives, and why (see the module docstring). ``started_with``:
+    a resumed run's earlier ``data_loader`` meta; ``auto`` keeps that mode, so the
+    checkpoint's data position (which differs between the modes) still applies."""
     mode = section.get("loader", "auto")
+    if mode == "auto" and not smoke and started_with and started_with.get("mode") in ("device", "stream"):
+        return LoaderChoice(started_with["mode"], "resumed run: the mode it started with "
+                                                  f"({started_with.get('reason', '')})")
     if smoke:
         return LoaderChoice("device", "smoke run: a small class-stratified subset, held on the "
                                       "device")
