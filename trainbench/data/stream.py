@@ -52,7 +52,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 WORKER_TIMEOUT_S = 300.0  # a worker silent this long is hung (a dead one is noticed at once)
 NORM_SAMPLE = 2048  # training images whose pixels estimate the normalisation statistics
 EVAL_CROP_FRACTION = 0.875  # image_size / eval_resize with random_resized_crop (224 of 256)
-MAX_SKIPPED_NAMED = 20  # skipped files listed by name in meta.json
+MAX_SKIPPED_NAMED = 20
+EXACT_STATS_BYTES = 64 * 2**20  # sampled pixels up to this: reduced exactly as DeviceData does
 
 
 @dataclass
@@ -315,8 +316,14 @@ class StreamData:
         groups = [[(0, i) for i in idx[k:k + 256]] for k in range(0, len(idx), 256)]
         with _clean_errors():
             batches = list(self._loader(self._clean, groups, persistent=False))
-        for x, _, skipped in batches:
+        for _, _, skipped in batches:
             self._note_skipped(skipped)
+        if sum(x.numel() for x, _, _ in batches) <= EXACT_STATS_BYTES:
+            # DeviceData's own formula on the same pixels: the same float statistics, so a
+            # small dataset trains identically in both modes
+            flat = torch.cat([x for x, _, _ in batches]).transpose(0, 1).reshape(3, -1).double() / 255
+            return flat.mean(1), flat.std(1).clamp_min(1e-6)
+        for x, _, _ in batches:
             flat = x.transpose(0, 1).reshape(3, -1).double() / 255
             total += flat.sum(1)
             squares += flat.square().sum(1)
