@@ -34,3 +34,11 @@ def test_parallel_prints_speedup_and_overhead() -> None:
     pytest.importorskip("ray")
     out = bench("parallel.py", "--steps", "4", "--rounds", "1")
     assert "speedup local/ray = " in out and "ray per-call overhead = " in out
+
+
+def test_loader_benchmark_prints_both_ratios() -> None:
+    out = bench("loader.py", "--images", "40", "--rounds", "1", "--batch", "8", "--workers", "1",
+                "--e2e-epochs", "2")
+    assert "loader throughput ratio trainbench/timm = " in out
+    assert "accuracy gap stream-device = +0.00 pp" in out  # on a CPU both modes see the same batches
+    assert "end-to-end throughput ratio stream/device = " in out

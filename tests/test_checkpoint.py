@@ -30,7 +30,7 @@ SPE = 512 // 64  # steps per epoch
 
 
 def timing_free(points: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in p.items() if k != "train_time_s"} for p in points]
+    return [{k: v for k, v in p.items() if k not in ("train_time_s", "data_wait_s")} for p in points]
 
 
 def same(a: list[dict[str, float]], b: list[dict[str, float]]) -> bool:

@@ -36,8 +36,8 @@ def test_same_seed_gives_identical_points(tmp_path: Path) -> None:
     pa, pb = run_a.read_points(), run_b.read_points()
     assert len(pa) == len(pb) == 3
     for ra, rb in zip(pa, pb, strict=True):
-        assert {k: v for k, v in ra.items() if k != "train_time_s"} == \
-               {k: v for k, v in rb.items() if k != "train_time_s"}
+        assert {k: v for k, v in ra.items() if k not in ("train_time_s", "data_wait_s")} == \
+               {k: v for k, v in rb.items() if k not in ("train_time_s", "data_wait_s")}
     _, run_c = _run(tmp_path, "c", [*SHORT, "seed=1"])
     assert run_c.read_points()[-1]["train_loss"] != pa[-1]["train_loss"]
 
@@ -174,6 +174,8 @@ def test_train_time_counts_every_step_between_points(tmp_path: Path, monkeypatch
     assert [p["step"] for p in points] == [10, 20, 24]
     # The batch for step s is served before step s's clock read: times are steps.
     assert [p["train_time_s"] for p in points] == [10.0, 20.0, 24.0]
+    # ... and all of it was spent in next(batches): data_wait_s times the fetch alone.
+    assert [p["data_wait_s"] for p in points] == [10.0, 20.0, 24.0]
 
 
 # --- device choice: errors are bad input (exit 2), checked on a CPU-only machine too ---

@@ -288,7 +288,7 @@ def _execute(plans: list[PlannedRun], smoke: bool, out: Path,
 
 def _print_summary(rows: list[SummaryRow]) -> None:
     table = Table(title="trainbench run")
-    for col in ("recipe", "seed", "status", "final acc", "best acc", "train time"):
+    for col in ("recipe", "seed", "status", "final acc", "best acc", "train time", "data wait"):
         table.add_column(col, justify="left" if col in ("recipe", "status") else "right", no_wrap=True)
     table.add_column("run dir", overflow="fold")
     def pct(v: float | None) -> str:
@@ -297,9 +297,15 @@ def _print_summary(rows: list[SummaryRow]) -> None:
     for r, status, s, run in rows:
         t = "-" if s["train_time_s"] is None else f"{s['train_time_s']:.1f}s"
         color = {"completed": "green", "skipped": "yellow"}.get(status, "red")
+        wait = "-" if s.get("data_wait") is None else f"{s['data_wait']:.0%}"
         table.add_row(escape(r.name), str(r.seed), f"[{color}]{status}[/]", pct(s["final_acc"]),
-                      pct(s["best_acc"]), t, escape(str(run.path)))
+                      pct(s["best_acc"]), t, wait, escape(str(run.path)))
     console.print(table)
+    from trainbench.runner import data_wait_warning
+
+    for r, _, s, _ in rows:  # after the table, where it is seen
+        if warning := data_wait_warning(f"{r.name} seed {r.seed}", s.get("data_wait")):
+            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     console.print("Each run directory holds recipe.yaml, meta.json, points.csv, curve.png and (once "
                   "completed) model.pt.")
 

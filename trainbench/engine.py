@@ -46,8 +46,10 @@ from torch import nn
 
 from trainbench import checkpoint
 from trainbench.data import DATASETS, ImageData
+from trainbench.data.choose import choose_loader, loader_meta, stream_data
 from trainbench.data.label_noise import apply_label_noise
 from trainbench.data.loader import DeviceData
+from trainbench.data.stream import StreamData
 from trainbench.data.subset import subset_split
 from trainbench.errors import InputError
 from trainbench.interrupts import StopSignal
@@ -184,7 +186,8 @@ def eval_steps(recipe: Recipe, clock: Clock, curve: list[int]) -> list[int]:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: DeviceData, autocast: Callable[[], Any]) -> dict[str, float]:
+def evaluate(model: nn.Module, data: DeviceData | StreamData,
+             autocast: Callable[[], Any]) -> dict[str, float]:
     """Test loss (plain cross-entropy), accuracy and expected calibration error (15 bins),
     accumulated on the device and read once."""
     was_training = model.training
@@ -355,14 +358,27 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     seed_everything(recipe.seed)
 
-    # Data: uint8 tensors on the device; an epoch is defined by the real training-set size.
-    images, real_train_size, synthetic = load_data(recipe, smoke)
-    label_noise = apply_label_noise(images, r["data"]["label_noise"])  # training labels only
+    # Data: uint8 tensors on the device, or streamed from disk (data.loader); an epoch is
+    # defined by the real training-set size.
     batch_size = min(r["data"]["batch_size"], SMOKE_BATCH_SIZE) if smoke else r["data"]["batch_size"]
-    data = DeviceData(images, dev, batch_size=batch_size,
-                      eval_batch_size=r["data"]["eval_batch_size"], augment=r["data"]["augment"],
-                      crop_padding=r["data"]["crop_padding"], normalize=r["data"]["normalize"],
-                      seed=recipe.seed)
+    loader = choose_loader(r["data"], dev, smoke,
+                           started_with=run.read_meta().get("data_loader") if resume else None)
+    label_noise = None
+    if loader.mode == "stream":
+        if r["data"]["label_noise"]:
+            raise InputError(f"{recipe.source}: data.label_noise is applied to labels held in memory "
+                             f"and this run streams its dataset ({loader.reason}); set data.loader: "
+                             "device, or remove data.label_noise.")
+        data: DeviceData | StreamData = stream_data(r["data"], dev, batch_size=batch_size,
+                                                    seed=recipe.seed, report=run.update_meta)
+        real_train_size, synthetic = data.train_size, False
+    else:
+        images, real_train_size, synthetic = load_data(recipe, smoke)
+        label_noise = apply_label_noise(images, r["data"]["label_noise"])  # training labels only
+        data = DeviceData(images, dev, batch_size=batch_size,
+                          eval_batch_size=r["data"]["eval_batch_size"], augment=r["data"]["augment"],
+                          crop_padding=r["data"]["crop_padding"], normalize=r["data"]["normalize"],
+                          seed=recipe.seed)
     clock, schedule = bound_schedule(recipe, real_train_size, smoke)
     peak_lr = r["optimizer"]["lr"]
 
@@ -404,7 +420,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     run.update_meta(device=device_name(dev), torch_build=torch.__version__, cuda=torch.version.cuda,
                     total_steps=total, steps_per_epoch=clock.steps_per_epoch,
                     batch_size=batch_size, synthetic_data=synthetic, curve_steps=sorted(curve),
-                    precision=precision_choice.meta(),
+                    precision=precision_choice.meta(), data_loader=loader_meta(loader, data),
                     **({"label_noise": label_noise} if label_noise else {}))
 
     # Everything a checkpoint holds, so a resumed run continues bit for bit.
@@ -426,7 +442,9 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     t0 = time.perf_counter()
     try:
         for step in range(loop.step + 1, total + 1):
+            t_wait = time.perf_counter()  # host-side: the wait for the loader (no device sync)
             x, y = next(batches)
+            loop.data_wait += time.perf_counter() - t_wait
             for m in methods.values():
                 x, y = m.on_batch(state, x, y)
             if cycles_momentum:  # host-side floats only: no device sync
@@ -468,7 +486,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
             if is_eval:
                 row: dict[str, float] = {
                     "step": step, "epoch": clock.epoch(step), "samples": step * batch_size,
-                    "train_time_s": loop.train_time, "lr": peak_lr * schedule.end_factor(step),
+                    "train_time_s": loop.train_time, "data_wait_s": loop.data_wait,
+                    "lr": peak_lr * schedule.end_factor(step),
                     "train_loss": train_loss, **evaluate(model, data, autocast),
                     "curve": int(step in curve)}
                 for m in methods.values():
@@ -510,6 +529,7 @@ class LoopState:
     step: int = 0
     steps_in_sum: int = 0
     train_time: float = 0.0
+    data_wait: float = 0.0  # seconds the step loop waited for batches (part of train_time)
     checkpoint_time: float = 0.0
     points: list[dict[str, float]] = field(default_factory=list)
 
@@ -524,7 +544,7 @@ class Resumable:
     scaler: torch.amp.GradScaler
     methods: dict[str, Method]
     state: TrainState
-    data: DeviceData
+    data: DeviceData | StreamData
     loop: LoopState
 
     def state_dict(self) -> dict[str, Any]:
@@ -541,7 +561,7 @@ class Resumable:
             "data": self.data.state_dict(),
             "loop": {"step": loop.step, "loss_sum": loop.loss_sum, "steps_in_sum": loop.steps_in_sum,
                      "train_time": loop.train_time, "checkpoint_time": loop.checkpoint_time,
-                     "points": loop.points},
+                     "data_wait": loop.data_wait, "points": loop.points},
         }
 
     def load(self, ckpt: dict[str, Any]) -> None:
@@ -561,6 +581,7 @@ class Resumable:
         self.loop.loss_sum.copy_(saved["loss_sum"])
         self.loop.steps_in_sum = saved["steps_in_sum"]
         self.loop.train_time, self.loop.checkpoint_time = saved["train_time"], saved["checkpoint_time"]
+        self.loop.data_wait = saved.get("data_wait", 0.0)
         self.loop.points = [dict(p) for p in saved["points"]]
 
 

@@ -64,8 +64,16 @@ class DataSection:
     dataset: str = "digits"
     batch_size: PosInt = 128
     eval_batch_size: PosInt = 1024
-    augment: list[Literal["random_crop", "hflip"]] = field(default_factory=list)
+    augment: list[Literal["random_crop", "hflip", "random_resized_crop"]] = field(default_factory=list)
     crop_padding: Annotated[int, Range(ge=0)] = 4  # pixels of reflect padding for random_crop
+    # Stream mode (trainbench/data/stream.py): how batches reach the device.
+    loader: Literal["auto", "device", "stream"] = "auto"  # auto: device if it fits, else stream
+    workers: NonNegInt | None = None  # DataLoader worker processes; default: CPUs, capped
+    prefetch: PosInt = 2  # batches each worker prepares ahead (DataLoader prefetch_factor)
+    skip_corrupt: bool = False  # skip unreadable images (counted in meta.json) instead of failing
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # random_resized_crop area
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 4 / 3])  # and aspect ratio
+    eval_resize: PosInt | None = None  # shorter side before the evaluation center crop
     normalize: bool = True  # per-channel mean/std computed from the training images
     train_subset: PosInt | None = None  # N training images, class-stratified (data/subset.py)
     test_subset: PosInt | None = None  # N test images, class-stratified (data/subset.py)
@@ -523,6 +531,11 @@ def resolve(raw: dict[str, Any], lines: dict[Path_, Origin], source: str) -> dic
         twice = sorted({a for a in augment if augment.count(a) > 1})
         chk.add(("data", "augment"), f"{', '.join(twice)} listed more than once; each augmentation "
                 f"is applied once per batch, so list it once: {list(dict.fromkeys(augment))}.")
+    if not chk.problems:
+        from trainbench.data.choose import loader_problems
+
+        for path, msg in loader_problems(out["data"]):
+            chk.add(("data", *path), msg)
     model_raw = sections["model"]
     if str(model_raw.get("name", "")).startswith(EXTERNAL_MODEL_PREFIXES):
         out["model"] = _external_model(chk, model_raw)

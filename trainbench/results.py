@@ -25,8 +25,8 @@ from typing import IO, Any, Protocol
 
 import yaml
 
-POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "lr", "train_loss", "test_loss",
-                 "test_acc", "test_ece", "curve")
+POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "data_wait_s", "lr", "train_loss",
+                 "test_loss", "test_acc", "test_ece", "curve")
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 NOT_IDENTITY = ("log",)  # recipe fields a run directory is reused across (skip, resume)
 RESERVE_NAME = ".reserve"  # see RunDir.update_meta: space set aside to record a run's end

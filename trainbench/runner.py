@@ -234,6 +234,27 @@ def check_data(recipes: Sequence[Recipe]) -> None:
 
 def summarize(points: list[dict[str, float]]) -> dict[str, float | None]:
     if not points:
-        return {"final_acc": None, "best_acc": None, "train_time_s": None}
-    return {"final_acc": points[-1]["test_acc"], "best_acc": max(p["test_acc"] for p in points),
-            "train_time_s": points[-1]["train_time_s"]}
+        return {"final_acc": None, "best_acc": None, "train_time_s": None, "data_wait": None}
+    last = points[-1]
+    return {"final_acc": last["test_acc"], "best_acc": max(p["test_acc"] for p in points),
+            "train_time_s": last["train_time_s"], "data_wait": data_wait_fraction(last)}
+
+
+DATA_WAIT_WARN = 0.10  # of training time: above it, the loader is the bottleneck
+
+
+def data_wait_fraction(point: dict[str, float]) -> float | None:
+    """The share of training time the step loop spent waiting for batches (None for points
+    written before the column existed)."""
+    wait, total = point.get("data_wait_s"), point.get("train_time_s")
+    if wait is None or total is None or total != total or wait != wait:  # absent or NaN
+        return None
+    return wait / total if total > 0 else 0.0
+
+
+def data_wait_warning(name: str, fraction: float | None) -> str | None:
+    if fraction is None or fraction <= DATA_WAIT_WARN:
+        return None
+    return (f"{name}: the step loop waited for data {fraction:.0%} of its training time (over "
+            f"{DATA_WAIT_WARN:.0%}): the loader is the bottleneck: raise data.workers or use a "
+            "GPU decoder.")

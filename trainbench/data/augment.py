@@ -26,3 +26,13 @@ def hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
     flip = torch.rand(x.shape[0], device=x.device, generator=gen) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def on_device(x: torch.Tensor, augment: list[str], crop_padding: int,
+              gen: torch.Generator) -> torch.Tensor:
+    """The batch augmentations a recipe lists, in their fixed order (crop, then flip)."""
+    if "random_crop" in augment:
+        x = random_crop(x, crop_padding, gen)
+    if "hflip" in augment:
+        x = hflip(x, gen)
+    return x

@@ -6,10 +6,12 @@ default ``train`` and ``val``) with the same class subfolders::
     root/train/<class>/<image>.png      (any depth below <class>; .jpg .png .bmp .webp .tif ...)
     root/val/<class>/<image>.png
 
-Class indices follow the sorted class folder names. Every image is decoded once, converted to
-RGB, resized so that its shorter side is ``data.image_size`` and center-cropped to a square,
-and the whole dataset is held in memory as uint8 (N x 3 x size x size bytes), so this suits
-small and medium folders, not ImageNet-scale ones.
+Class indices follow the sorted class folder names. With ``data.loader: device`` every image
+is decoded once, converted to RGB, resized so that its shorter side is ``data.image_size``
+and center-cropped to a square, and the whole dataset is held in memory as uint8
+(N x 3 x size x size bytes); with ``data.loader: stream`` (:mod:`trainbench.data.stream`) the
+files are read and decoded batch by batch and the folder may be of any size; ``auto``
+chooses by the free memory (:mod:`trainbench.data.choose`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trainbench.data.base import DATASETS, ImageData, Shape
+from trainbench.data.sources import FileSource
+from trainbench.data.stream import StreamSplits
 from trainbench.errors import DataMissingError, InputError
 from trainbench.registry import REQUIRED, params_of
 
@@ -104,12 +108,8 @@ def _decode(ds: ImageFolder, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.tensor(ds.targets, dtype=torch.int64)
 
 
-@DATASETS.register("imagefolder", shape=_shape, check=_check)
-def imagefolder(
-    *, root: str, image_size: int = 64, train_dir: str = "train", test_dir: str = "val"
-) -> ImageData:
-    """Your own images, one subfolder per class (ImageFolder layout), decoded into memory."""
-    p = {"root": root, "image_size": image_size, "train_dir": train_dir, "test_dir": test_dir}
+def _folders(p: dict[str, Any]) -> tuple[ImageFolder, ImageFolder]:
+    """The checked train and test folders (same class subfolders in both)."""
     _check(p)
     train, test = (_scan(folder) for folder in _splits(p))
     assert train is not None and test is not None  # _check passed
@@ -117,11 +117,30 @@ def imagefolder(
         only_train = sorted(set(train.classes) - set(test.classes))
         only_test = sorted(set(test.classes) - set(train.classes))
         raise InputError(
-            f"imagefolder: the class folders of {test.root} differ from those of {train.root}: "
-            f"only in '{train_dir}': {', '.join(only_train) or '-'}; "
-            f"only in '{test_dir}': {', '.join(only_test) or '-'}. Give both folders the same "
-            "class subfolders (an empty one is fine)."
+            f"{p.get('dataset', 'imagefolder')}: the class folders of {test.root} differ from "
+            f"those of {train.root}: only in '{p['train_dir']}': {', '.join(only_train) or '-'}; "
+            f"only in '{p['test_dir']}': {', '.join(only_test) or '-'}. Give both folders the "
+            "same class subfolders (an empty one is fine)."
         )
+    return train, test
+
+
+def stream_splits(params: dict[str, Any], mean_std: Any = None) -> StreamSplits:
+    """The folders' files for stream mode (listed, never decoded here)."""
+    p = _params(params) | params
+    train, test = _folders(p)
+    return StreamSplits(FileSource(train.samples), FileSource(test.samples),
+                        num_classes=len(train.classes), image_size=p["image_size"],
+                        mean_std=mean_std)
+
+
+@DATASETS.register("imagefolder", shape=_shape, check=_check, stream=stream_splits)
+def imagefolder(
+    *, root: str, image_size: int = 64, train_dir: str = "train", test_dir: str = "val"
+) -> ImageData:
+    """Your own images, one subfolder per class (ImageFolder layout); streams or in memory."""
+    p = {"root": root, "image_size": image_size, "train_dir": train_dir, "test_dir": test_dir}
+    train, test = _folders(p)
     train_x, train_y = _decode(train, image_size)
     test_x, test_y = _decode(test, image_size)
     return ImageData(train_x, train_y, test_x, test_y, num_classes=len(train.classes))

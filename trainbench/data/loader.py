@@ -58,11 +58,7 @@ class DeviceData:
         return torch.addcmul(self.shift, x.float(), self.scale)
 
     def augmented(self, x: torch.Tensor) -> torch.Tensor:
-        if "random_crop" in self.augment:
-            x = aug.random_crop(x, self.crop_padding, self.aug_gen)
-        if "hflip" in self.augment:
-            x = aug.hflip(x, self.aug_gen)
-        return x
+        return aug.on_device(x, self.augment, self.crop_padding, self.aug_gen)
 
     def train_batches(self) -> Iterator[Batch]:
         """Endless shuffled, augmented training batches; reshuffled at each pass. Resumes
