@@ -63,6 +63,9 @@ class TrainState:
     optimizer: torch.optim.Optimizer | None = None
     schedule: Any = None  # trainbench.schedules.Schedule
     step: int = 0  # optimizer steps completed
+    # A smoke run (``--smoke``): a method may stand in for an absent input, as the data does
+    # (distill's teacher run directory), and must say so.
+    smoke: bool = False
 
 
 class Method:
