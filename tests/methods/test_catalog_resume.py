@@ -19,8 +19,9 @@ SPE = 256 // 64
 
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, teacher_run: Path,
                                                                   stop_after: type) -> None:
-    sets = ["data.train_subset=256", "data.test_subset=100", "model.width=8", "duration=null", "schedule.name=cyclic",
-            "schedule.warmup=0ep", "schedule.t0=1ep", "schedule.t_mult=2", "schedule.cycles=2",
+    sets = ["data.train_subset=256", "data.test_subset=100", "model.width=8", "duration=null",
+            "schedule.name=cyclic", "schedule.warmup=0ep", "schedule.t0=1ep", "schedule.t_mult=2",
+            "schedule.cycles=2",
             "eval.every=1ep", "methods.cutout.length=3", "methods.randaugment.groups=4",
             "methods.trivialaugment.groups=4", "methods.augmix.groups=2",
             f"methods.distill.teacher={teacher_run}", "methods.snapshot_ensemble={}",

@@ -70,7 +70,7 @@ def test_check_recipe_refuses_a_square_larger_than_the_images() -> None:
     with pytest.raises(RecipeError) as e:
         load_recipe(QUICKSTART, ["methods.cutout.length=9"])
     assert "methods.cutout.length: 9 is larger than the digits images (8x8)" in str(e.value)
-    with pytest.raises(RecipeError, match="methods.cutout.length: must be >= 1"):
+    with pytest.raises(RecipeError, match=r"methods\.cutout\.length: must be >= 1"):
         load_recipe(QUICKSTART, ["methods.cutout.length=0"])
     assert load_recipe(QUICKSTART, ["methods.cutout.length=8"])["methods"]["cutout"] == {
         "length": 8, "prob": 1.0}

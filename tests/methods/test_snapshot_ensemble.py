@@ -102,11 +102,14 @@ def test_check_recipe_needs_several_cycles_in_one_run() -> None:
         return str(e.value)
 
     assert "methods.snapshot_ensemble: the 'cosine' schedule has no cycles" in problems([])
-    assert "schedule.cycles: snapshot_ensemble needs several cycles" in problems([*CYCLIC, "schedule.cycles=1"])
-    assert "in curve.mode: budgets each budget run has a single cycle" in problems([*CYCLIC, "curve.mode=budgets"])
+    assert "schedule.cycles: snapshot_ensemble needs several cycles" in problems(
+        [*CYCLIC, "schedule.cycles=1"])
+    assert "in curve.mode: budgets each budget run has a single cycle" in problems(
+        [*CYCLIC, "curve.mode=budgets"])
     assert "methods.snapshot_ensemble.max_snapshots: must be >= 1" in problems(
         [*CYCLIC, "methods.snapshot_ensemble.max_snapshots=0"])
-    load_recipe(QUICKSTART, ["methods.snapshot_ensemble={}", "schedule.name=triangular", "schedule.step_size=1ep"])
+    load_recipe(QUICKSTART, ["methods.snapshot_ensemble={}", "schedule.name=triangular",
+                             "schedule.step_size=1ep"])  # FGE's cycles
 
 
 def test_cyclic_run_reports_the_ensemble_from_the_first_cycle_end(tmp_path: Path) -> None:

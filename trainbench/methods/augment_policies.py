@@ -146,7 +146,7 @@ class _Policy(Method):
 
 @METHODS.register("randaugment")
 class RandAugment(_Policy):
-    """torchvision's RandAugment per image on the device, uint8 (Cubuk et al. 2020)."""
+    """torchvision's RandAugment on device uint8 images, per image or group (Cubuk et al. 2020)."""
 
     policy_id = 1
 
@@ -170,7 +170,7 @@ class RandAugment(_Policy):
 
 @METHODS.register("trivialaugment")
 class TrivialAugment(_Policy):
-    """torchvision's TrivialAugmentWide per image on the device, uint8 (Mueller & Hutter 2021)."""
+    """torchvision's TrivialAugmentWide on device uint8 images, per image or group (Mueller & Hutter 2021)."""
 
     policy_id = 2
 
@@ -187,7 +187,7 @@ ChainDepth = Annotated[int, Range(ge=-1, le=3)]
 
 @METHODS.register("augmix")
 class AugMix(_Policy):
-    """torchvision's AugMix per image on the device, uint8; no JSD loss (Hendrycks et al. 2020)."""
+    """torchvision's AugMix on device uint8 images, per image or group, no JSD (Hendrycks et al. 2020)."""
 
     policy_id = 3
 

@@ -137,8 +137,9 @@ def load_teacher(path: Path, state: TrainState) -> nn.Module:
         weights = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(weights)
     except Exception as e:  # unpicklable, truncated, or another architecture's weights
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{FIELD}: {path / 'model.pt'} does not hold weights for the model its "
-                         f"recipe.yaml builds ({recipe['model']['name']}): {str(e).splitlines()[0]}") from None
+                         f"recipe.yaml builds ({recipe['model']['name']}): {first_line}") from None
     return model.to(state.device).eval().requires_grad_(False)
 
 
@@ -197,7 +198,8 @@ class Distill(Method):
         teacher = recipe["methods"]["distill"]["teacher"]
         field = ("methods", "distill", "teacher")
         if not isinstance(teacher, str) or not teacher.strip():
-            yield field, "give the teacher's run directory (OUT/<name>/seed<S>), e.g. runs/digits-baseline/seed0."
+            yield field, ("give the teacher's run directory (OUT/<name>/seed<S>), e.g. "
+                          "runs/digits-baseline/seed0.")
             return
         path = Path(teacher).expanduser()
         if path.exists():  # absent: refused when the run starts (unless a smoke run)
