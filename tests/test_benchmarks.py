@@ -28,3 +28,10 @@ def test_checkpoint_cost_prints_size_and_fraction() -> None:
     out = bench("checkpoint_cost.py", "--recipe", str(ROOT / "recipes" / "quickstart.yaml"), "--steps", "5",
                 "--every", "2")
     assert "checkpoint size" in out and "checkpoint / epoch" in out
+
+
+def test_method_cost_prints_per_step_and_per_evaluation_costs() -> None:
+    out = bench("method_cost.py", "--methods", "randaugment:groups=2,snapshot_ensemble", "--steps", "4",
+                "--cycles", "2", "--rounds", "1")
+    assert "randaugment:groups=2" in out and "ms/step" in out and "throughput ratio" in out
+    assert "snapshot_ensemble" in out and "eval" in out and "ms/point" in out
