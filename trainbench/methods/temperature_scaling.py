@@ -26,6 +26,10 @@ functions minus a linear one), so scipy's bounded scalar minimiser
 (``scipy.optimize.minimize_scalar``, ``method="bounded"``) finds its global minimum on
 ``T`` in [0.01, 100], in float64 on the host from the held-out logits (one host read per
 evaluation point). The logits are the model's in fp32, eval mode, no autocast.
+When the model classifies every held-out image correctly, the NLL keeps falling as ``T``
+shrinks and the fit ends at the bound ``T = 0.01`` (one-hot confidences: ``test_ece_ts`` is
+then ``1 - test_acc``); a larger ``holdout`` makes that less likely. On digits (143 held-out
+images, ~99% accuracy) this is what happens.
 
 Recipe::
 
