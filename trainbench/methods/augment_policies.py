@@ -138,10 +138,8 @@ class _Policy(Method):
         u8 = augment_uint8(self._transform, to_uint8(x, data.scale, data.shift),
                            mix_seed(self._seed, self.policy_id, state.step),
                            offset=offset, global_batch=total, groups=self.groups)
-        out = data.normalize(u8)
-        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out, y
+        # Element-wise ops and empty_like keep the batch's memory format: channels-last stays.
+        return data.normalize(u8), y
 
 
 @METHODS.register("randaugment")
