@@ -42,3 +42,10 @@ def test_loader_benchmark_prints_both_ratios() -> None:
     assert "loader throughput ratio trainbench/timm = " in out
     assert "accuracy gap stream-device = +0.00 pp" in out  # on a CPU both modes see the same batches
     assert "end-to-end throughput ratio stream/device = " in out
+
+
+def test_method_cost_prints_per_step_and_per_evaluation_costs() -> None:
+    out = bench("method_cost.py", "--methods", "randaugment:groups=2,snapshot_ensemble", "--steps", "4",
+                "--cycles", "2", "--rounds", "1")
+    assert "randaugment:groups=2" in out and "ms/step" in out and "throughput ratio" in out
+    assert "snapshot_ensemble" in out and "eval" in out and "ms/point" in out

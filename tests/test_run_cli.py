@@ -139,8 +139,14 @@ def test_digits_method_recipes_run_on_real_data(tmp_path: Path) -> None:
     assert len(recipes) >= 8
     imp = [r for r in recipes if load_recipe(r)["methods"].get("prune", {}).get("schedule") == "imp"]
     assert imp
-    rest = [r for r in recipes if r not in imp]
+    # Distillation needs a trained teacher: the baseline just trained (the recipe names the
+    # default runs/digits-baseline/seed0).
+    distill = [r for r in recipes if "distill" in load_recipe(r)["methods"]]
+    rest = [r for r in recipes if r not in imp and r not in distill]
     result = invoke("run", *rest, "--set", "duration=3ep", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    result = invoke("run", *distill, "--set", "duration=3ep", "--out", tmp_path, "--set",
+                    f"methods.distill.teacher={tmp_path / 'digits-baseline' / 'seed0'}")
     assert result.exit_code == 0, result.output
     result = invoke("run", *imp, "--set", "duration=3ep", "--set", "methods.prune.retrain=1ep",
                     "--set", "methods.prune.phases=2", "--out", tmp_path)

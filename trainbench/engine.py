@@ -394,7 +394,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     state = TrainState(recipe=r, model=model, device=dev, clock=clock,
                        num_classes=data.num_classes, data=data, scaler=scaler,
                        generator=torch.Generator(dev).manual_seed(recipe.seed * 1000 + 3),
-                       host_rng=np.random.default_rng(recipe.seed * 1000 + 4))
+                       host_rng=np.random.default_rng(recipe.seed * 1000 + 4), smoke=smoke)
     for m in methods.values():
         m.on_init(state)
     model = state.model

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -48,3 +50,20 @@ def record_forwards(monkeypatch: Any) -> list[tuple[bool, tuple[int, ...]]]:
 
     monkeypatch.setattr(engine, "build_model", recording)
     return seen
+
+
+# A trained run directory (recipe.yaml + model.pt) for the distillation tests: a few steps of
+# the quickstart on a small slice, small model. Session-scoped: trained once.
+TEACHER_SETS = ["data.train_subset=256", "duration=2ep", "model.width=8", "eval.every=1ep"]
+
+
+@pytest.fixture(scope="session")
+def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainbench.engine import run_recipe
+    from trainbench.recipe import load_recipe
+    from trainbench.results import RunDir
+
+    path = tmp_path_factory.mktemp("teacher") / "quickstart" / "seed0"
+    recipe = load_recipe(Path(__file__).parent.parent.parent / "recipes" / "quickstart.yaml", TEACHER_SETS)
+    assert run_recipe(recipe, RunDir(path)).status == "completed"
+    return path

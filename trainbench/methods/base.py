@@ -68,6 +68,9 @@ class TrainState:
     # methods that run forward passes of their own (SAM's ascent pass, selective backprop's
     # scoring pass) use it so those passes run in the same precision as the engine's.
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    # A smoke run (``--smoke``): a method may stand in for an absent input, as the data does
+    # (distill's teacher run directory), and must say so.
+    smoke: bool = False
 
 
 class Method:
