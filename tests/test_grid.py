@@ -46,7 +46,8 @@ def test_expansion_order_names_and_yaml_values() -> None:
     # first --grid slowest, last fastest; values parsed as YAML (1e-1 is PyYAML's string,
     # which the recipe accepts as a number); --set applies to every point
     assert [(r["optimizer"]["lr"], r["data"]["augment"]) for r in points] == [
-        (0.05, ["hflip"]), (0.05, ["hflip", "random_crop"]), (0.1, ["hflip"]), (0.1, ["hflip", "random_crop"])]
+        (0.05, ["hflip"]), (0.05, ["hflip", "random_crop"]),
+        (0.1, ["hflip"]), (0.1, ["hflip", "random_crop"])]
     assert {r["optimizer"]["momentum"] for r in points} == {0.8}
     assert [r.name for r in points] == [
         "quickstart[lr=0.05,augment=[hflip]]", "quickstart[lr=0.05,augment=[hflip,random_crop]]",
@@ -111,7 +112,8 @@ def test_recipe_problems_of_grid_values_once_each(tmp_path: Path) -> None:
     assert result.exit_code == 2
     out = result.output
     assert "2 problems in the recipe:" in out  # 4 points fail; each problem said once
-    assert "--grid optimizer.lrr=0.05: optimizer.lrr: unknown key 'lrr'" in out and "Did you mean 'lr'?" in out
+    assert "--grid optimizer.lrr=0.05: optimizer.lrr: unknown key 'lrr'" in out
+    assert "Did you mean 'lr'?" in out
     assert "--grid data.augment=[rotate]: data.augment: item 0: expected one of" in out
     assert "ok " not in out
 
@@ -124,7 +126,8 @@ def test_validate_and_show_print_the_expanded_list() -> None:
     result = invoke("show", QUICKSTART, "--grid", "optimizer.lr=0.05,0.1", "--grid", "model.name=small_cnn")
     assert result.exit_code == 0, result.output
     docs = list(yaml.safe_load_all(result.stdout))
-    assert [d["name"] for d in docs] == ["quickstart[lr=0.05,name=small_cnn]", "quickstart[lr=0.1,name=small_cnn]"]
+    assert [d["name"] for d in docs] == ["quickstart[lr=0.05,name=small_cnn]",
+                                         "quickstart[lr=0.1,name=small_cnn]"]
     assert [d["optimizer"]["lr"] for d in docs] == [0.05, 0.1]
     assert "# grid point 2/2: quickstart[lr=0.1,name=small_cnn]" in result.stdout
     refused = invoke("show", QUICKSTART, "--grid", "optimizer.lr=0.05,0.1", "--lr-plot", "x.png")

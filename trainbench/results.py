@@ -25,8 +25,11 @@ from typing import IO, Any
 
 import yaml
 
-POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "lr", "train_loss", "test_loss",
-                 "test_acc", "test_ece", "curve")
+POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "device_time_s", "energy_j", "lr",
+                 "train_loss", "test_loss", "test_acc", "test_ece", "curve")
+# Measured, so they differ between two runs of the same recipe and seed (every other column is
+# reproducible): what "the same points.csv, timing columns aside" leaves aside.
+TIMING_COLUMNS = ("train_time_s", "device_time_s", "energy_j")
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 RESERVE_NAME = ".reserve"  # see RunDir.update_meta: space set aside to record a run's end
 RESERVE_BYTES = 64 * 1024
