@@ -443,6 +443,9 @@ class XAxis(StrEnum):
     epochs = "epochs"
     samples = "samples"
     sparsity = "sparsity"
+    device_time = "device_time"
+    energy = "energy"
+    cost = "cost"
 
 
 class Format(StrEnum):
@@ -461,9 +464,13 @@ def compare(
     target: Annotated[float | None, typer.Option(
         help="Accuracy to reach (0.98 or 98), or for a loss metric the loss to get down to: adds the "
              "cost each recipe needs to get there.")] = None,
-    x: Annotated[XAxis, typer.Option(
-        "--x", help="Cost axis: time (training s), epochs (compares machines), samples, sparsity.")
-    ] = XAxis.time,
+    x: Annotated[XAxis | None, typer.Option(
+        "--x", help="Cost axis: time (training s), epochs (compares machines), samples, sparsity, "
+                    "device_time (training s x devices), energy (J), cost ($; the default with "
+                    "--price-per-device-hour). Default: time.", show_default=False)] = None,
+    price: Annotated[float | None, typer.Option(
+        "--price-per-device-hour", help="Price of one device for one hour: adds the cost axis, "
+                                        "device hours x this.")] = None,
     metric: Annotated[str, typer.Option(
         help="points.csv column compared: test_acc, test_acc_swa, ... (higher is better), test_loss, "
              "train_loss, test_ece, ... (lower is better); runs without a method's column (_swa, _ema) "
@@ -481,8 +488,9 @@ def compare(
 
     _check_plot_name("--plot", plot)
     try:
-        c = build(paths, baseline=baseline, target=target, x=x.value, metric=metric,
-                  include_smoke=include_smoke)
+        axis = x.value if x else "cost" if price is not None else "time"
+        c = build(paths, baseline=baseline, target=target, x=axis, metric=metric,
+                  include_smoke=include_smoke, price_per_device_hour=price)
     except InputError as e:
         raise _fail(e) from None
     _print_comparison(c, format_.value)

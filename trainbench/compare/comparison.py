@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainbench.compare import cost_axes
 from trainbench.compare.discovery import Run, load_runs
 from trainbench.compare.grouping import Group, group_runs
 from trainbench.compare.metrics import DEFAULT_METRIC, Metric, metric_spec, normalize_target
@@ -28,8 +29,10 @@ from trainbench.compare.statistics import (
 from trainbench.errors import InputError
 from trainbench.results import STATUSES, curve_rows
 
-X_COLUMNS = {"time": "train_time_s", "epochs": "epoch", "samples": "samples", "sparsity": "sparsity"}
-X_NAMES = {"time": "time (s)", "epochs": "epochs", "samples": "samples", "sparsity": "sparsity"}
+X_COLUMNS = {"time": "train_time_s", "epochs": "epoch", "samples": "samples", "sparsity": "sparsity",
+             **cost_axes.COLUMNS}
+X_NAMES = {"time": "time (s)", "epochs": "epochs", "samples": "samples", "sparsity": "sparsity",
+           "device_time": "device time (s)", "energy": "energy (J)", "cost": "cost ($)"}
 
 
 @dataclass
@@ -116,21 +119,24 @@ def _value(row: dict[str, float], col: str) -> float:
 
 
 def compare(paths: Iterable[str | Path], *, baseline: str | None = None, target: float | None = None,
-            x: str = "time", metric: str = DEFAULT_METRIC, include_smoke: bool = False) -> Comparison:
+            x: str = "time", metric: str = DEFAULT_METRIC, include_smoke: bool = False,
+            price_per_device_hour: float | None = None) -> Comparison:
     """Find, read and compare the runs under ``paths``. Raises InputError (exit 2) when no
-    run is left to compare, or for a bad baseline, target, axis or metric."""
+    run is left to compare, or for a bad baseline, target, axis, price or metric."""
     if x not in X_COLUMNS:
         raise InputError(f"--x {x}: choose one of {', '.join(X_COLUMNS)}.")
     runs, problems = load_runs(paths)
     return compare_runs(runs, problems, baseline=baseline, target=target, x=x, metric=metric,
-                        include_smoke=include_smoke)
+                        include_smoke=include_smoke, price_per_device_hour=price_per_device_hour)
 
 
 def compare_runs(runs: Sequence[Run], problems: Sequence[str] = (), *, baseline: str | None = None,
                  target: float | None = None, x: str = "time", metric: str = DEFAULT_METRIC,
-                 include_smoke: bool = False) -> Comparison:
+                 include_smoke: bool = False, price_per_device_hour: float | None = None) -> Comparison:
     """Compare in-memory runs. ``target`` is a value of the metric (0.98 or 98 for an
-    accuracy, see :func:`normalize_target`); ``baseline`` a recipe name or a row's label."""
+    accuracy, see :func:`normalize_target`); ``baseline`` a recipe name or a row's label;
+    ``price_per_device_hour`` the price for ``x="cost"`` (:mod:`.cost_axes`)."""
+    cost_axes.check_price(x, price_per_device_hour)
     problems = list(problems)
     notes: list[str] = []
     smoke = [r for r in runs if r.smoke]
@@ -153,6 +159,9 @@ def compare_runs(runs: Sequence[Run], problems: Sequence[str] = (), *, baseline:
             if r not in having:
                 problems.append(f"{r.path}: no 'sparsity' column in points.csv; left out of --x sparsity.")
         runs = having
+    runs = cost_axes.with_cost_column(runs, x, price_per_device_hour, notes, problems)
+    if note := cost_axes.world_size_note(runs, x):
+        notes.append(note)
     if not any(metric in r.columns for r in runs):
         from trainbench.registry import suggest
 
@@ -313,7 +322,7 @@ def _comparability(runs: Sequence[Run], x: str) -> list[str]:
     devices = Counter(r.device for r in runs if r.device)
     if len(devices) > 1:
         listing = "; ".join(f"{d} ({k} run{'s' if k > 1 else ''})" for d, k in devices.items())
-        if x == "time":
+        if x in ("time", "device_time", "cost"):
             out.append(f"runs were made on different devices: {listing}. Training times are not "
                        "comparable across devices; --x epochs compares them by work done.")
         else:
