@@ -68,7 +68,7 @@ def test_rapl_absent_or_unreadable_gives_the_reason(tmp_path: Path) -> None:
     assert isinstance(why, str) and why.startswith("none: cannot read") and "intel-rapl:1/energy_uj" in why
 
 
-def test_rapl_guard_thread_reads_between_evaluations(monkeypatch) -> None:
+def test_rapl_guard_thread_reads_between_evaluations(tmp_path: Path, monkeypatch) -> None:
     class Probe:
         def __init__(self) -> None:
             self.reads = threading.Semaphore(0)
@@ -86,6 +86,21 @@ def test_rapl_guard_thread_reads_between_evaluations(monkeypatch) -> None:
     gc.collect()
     guard.join(timeout=10)
     assert not guard.is_alive()
+    # a RaplCounter starts one: the counter follows the file between the loop's reads
+    d = zone(tmp_path, "intel-rapl:0", 10, 1_000, "package-0")
+    monkeypatch.setattr(costs, "guard_period", lambda max_range: 0.01)
+    rapl = costs.rapl_counter(tmp_path)
+    d.write_text("990\n")
+    deadline = time.monotonic() + 10
+    while rapl._zones[0].last_uj != 990 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    d.write_text("5\n")  # wrapped; then wraps again before the loop reads: 2 wraps seen
+    deadline = time.monotonic() + 10
+    while rapl._zones[0].last_uj != 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    d.write_text("500\n")
+    assert rapl.read_j() == pytest.approx((980 + 15 + 495) / 1e6)
+    monkeypatch.undo()
     assert costs.guard_period(262_143_328_850) == 60.0 and costs.guard_period(1000) == 1.0
     assert costs.guard_period(100_000_000_000) == 25.0  # 100 kJ: half a wrap at 2 kW
 

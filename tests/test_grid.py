@@ -78,6 +78,12 @@ def test_names_are_safe_unique_and_stable_for_hostile_values() -> None:
     assert first[0].startswith("base[optimizer.lr=0.1,methods.swa.lr=#")
     assert '"1"' in names[3 * 8]  # the string '1' is quoted: not the integer 1's name
     assert "/" not in "".join(names) and "\\" not in "".join(names)
+    # values written alike (the float 1e-05 and the string '1e-05') are told apart by hash
+    alike = point_names("n", parse_grid(["a.b=1.0e-5,1e-05"]))
+    assert len(set(alike)) == 2 and all("[b=#" in n for n in alike)
+    # values holding ',' and '=' that would spell another point's name: whole-point hashes
+    spelled = point_names("n", parse_grid(["x.a='1,b=2',1", "x.b=3,'2,b=3'"]))
+    assert len(set(spelled)) == 4 and "n[a=1,b=2,b=3]" not in spelled
     # a name over the limit: the base cut and the whole point hashed
     long = point_names("n" * 118, parse_grid(["a.b=1,2"]))
     assert all(len(n.encode()) <= NAME_MAX_BYTES and "[#" in n for n in long) and long[0] != long[1]
