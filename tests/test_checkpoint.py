@@ -17,7 +17,7 @@ from trainbench.data.loader import DeviceData
 from trainbench.engine import run_recipe
 from trainbench.errors import InputError
 from trainbench.recipe import load_recipe
-from trainbench.results import RunDir
+from trainbench.results import TIMING_COLUMNS, RunDir
 
 ROOT = Path(__file__).parent.parent
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
@@ -30,7 +30,7 @@ SPE = 512 // 64  # steps per epoch
 
 
 def timing_free(points: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in p.items() if k not in ("train_time_s", "data_wait_s")} for p in points]
+    return [{k: v for k, v in p.items() if k not in TIMING_COLUMNS} for p in points]
 
 
 def same(a: list[dict[str, float]], b: list[dict[str, float]]) -> bool:

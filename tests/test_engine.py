@@ -17,7 +17,7 @@ from trainbench.data import ImageData
 from trainbench.data.loader import DeviceData
 from trainbench.engine import eval_steps, evaluate, make_clock, run_recipe
 from trainbench.recipe import load_recipe
-from trainbench.results import RunDir
+from trainbench.results import TIMING_COLUMNS, RunDir
 
 QUICKSTART = Path(__file__).parent.parent / "recipes" / "quickstart.yaml"
 SHORT = ["duration=3ep", "eval.every=1ep"]
@@ -36,8 +36,8 @@ def test_same_seed_gives_identical_points(tmp_path: Path) -> None:
     pa, pb = run_a.read_points(), run_b.read_points()
     assert len(pa) == len(pb) == 3
     for ra, rb in zip(pa, pb, strict=True):
-        assert {k: v for k, v in ra.items() if k not in ("train_time_s", "data_wait_s")} == \
-               {k: v for k, v in rb.items() if k not in ("train_time_s", "data_wait_s")}
+        assert {k: v for k, v in ra.items() if k not in TIMING_COLUMNS} == \
+               {k: v for k, v in rb.items() if k not in TIMING_COLUMNS}
     _, run_c = _run(tmp_path, "c", [*SHORT, "seed=1"])
     assert run_c.read_points()[-1]["train_loss"] != pa[-1]["train_loss"]
 
@@ -135,7 +135,7 @@ def test_train_time_counts_every_step_between_points(tmp_path: Path, monkeypatch
     # step lost across divergence checks, checkpoints or points.
     import types
 
-    from trainbench import checkpoint, engine
+    from trainbench import checkpoint, costs, engine
     from trainbench.results import PointsWriter
 
     now = [0.0]
@@ -163,6 +163,10 @@ def test_train_time_counts_every_step_between_points(tmp_path: Path, monkeypatch
     monkeypatch.setattr(PointsWriter, "append", advancing(PointsWriter.append, 1e9))
     monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
     monkeypatch.setattr(engine, "DIVERGENCE_CHECK_EVERY", 4)
+    # An energy counter on the same clock (1 J per "second"): energy_j must cover exactly the
+    # intervals train_time_s covers.
+    monkeypatch.setattr(costs, "energy_counter", lambda dev: types.SimpleNamespace(
+        source="clockwork", read_j=lambda: now[0]))
     # 8 steps an epoch, 24 steps: points at 10, 20, 24; checkpoints at 5, 10, 15, 20 (two of
     # them on a point's step); divergence checks every 4 steps.
     out, run = _run(tmp_path, "r", ["data.train_subset=512", "model.width=8", "duration=3ep",
@@ -176,6 +180,8 @@ def test_train_time_counts_every_step_between_points(tmp_path: Path, monkeypatch
     assert [p["train_time_s"] for p in points] == [10.0, 20.0, 24.0]
     # ... and all of it was spent in next(batches): data_wait_s times the fetch alone.
     assert [p["data_wait_s"] for p in points] == [10.0, 20.0, 24.0]
+    assert [p["energy_j"] for p in points] == [p["device_time_s"] for p in points] == [10.0, 20.0, 24.0]
+    assert meta["energy"] == "clockwork"
 
 
 # --- device choice: errors are bad input (exit 2), checked on a CPU-only machine too ---

@@ -375,7 +375,8 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
         f"{f}:3: device: expected auto, cpu, cuda or cuda:N, got 'gpu'.",
         f"{f}:4: duration: the run's duration cannot be given in 'dur'; use 'ep', 'ba' or 'sp'.",
         f"{f}:7: data.batch_size: must be >= 1, got 0",
-        f"{f}:8: data.augment: item 0: expected one of random_crop, hflip; got 'rotate'.",
+        f"{f}:8: data.augment: item 0: expected one of random_crop, hflip, random_resized_crop; "
+        "got 'rotate'.",
         f"{f}:9: model.name: unknown model 'resnet9x'.",
         f"{f}:10: optimizer.lr: expected a number, got 'fast'",
         f"{f}:11: schedule.warmup: expected a time like '8ep', '500ba', '2048sp' or '0.25dur'",
@@ -448,7 +449,8 @@ def test_unknown_key_without_a_close_match_has_no_suggestion(tmp_path: Path) -> 
         ("data: {crop_padding: -1}\n", "data.crop_padding", "must be >= 0, got -1"),
         ("data: {augment: hflip}\n", "data.augment", "expected a list of"),
         ("data: {augment: [hflip, flip]}\n", "data.augment",
-         "item 1: expected one of random_crop, hflip; got 'flip'. Did you mean 'hflip'?"),
+         "item 1: expected one of random_crop, hflip, random_resized_crop; got 'flip'. "
+         "Did you mean 'hflip'?"),
         ("data: [1, 2]\n", "data", "expected a mapping (key: value lines), got [1, 2]."),
         ("name: 5\n", "name", "expected a string, got 5 (int)"),
         ("methods: {label_smoothing: {smoothing: 1}}\n", "methods.label_smoothing.smoothing",

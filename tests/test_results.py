@@ -202,9 +202,9 @@ def test_run_dir_points_roundtrip(tmp_path: Path) -> None:
     run.start("a: 1\n", {})
     cols = [*POINT_COLUMNS, "sparsity"]
     w = run.points_writer(cols)
-    row = {"step": 5, "epoch": 0.5, "samples": 320, "train_time_s": 1.25, "data_wait_s": 0.25, "lr": 0.05,
-           "train_loss": 2.0, "test_loss": 1.5, "test_acc": 0.75, "test_ece": 0.125, "curve": 1,
-           "sparsity": 0.5}
+    row = {"step": 5, "epoch": 0.5, "samples": 320, "train_time_s": 1.25, "device_time_s": 2.5,
+           "energy_j": 30.0, "data_wait_s": 0.25, "lr": 0.05, "train_loss": 2.0,
+           "test_loss": 1.5, "test_acc": 0.75, "test_ece": 0.125, "curve": 1, "sparsity": 0.5}
     w.append(row)
     assert run.read_points() == [{k: float(v) for k, v in row.items()}]
     w.close()

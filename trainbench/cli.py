@@ -71,6 +71,10 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 140, emoji=Fal
 RecipesArg = Annotated[list[Path], typer.Argument(help="Recipe YAML file(s).", show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a field: --set optimizer.lr=0.2 (VALUE is YAML). Repeatable.")]
+GridOpt = Annotated[list[str] | None, typer.Option(
+    "--grid", help="Vary a field: --grid optimizer.lr=0.05,0.1 (each value YAML; commas inside [..] "
+                   "do not split). Repeatable: the cartesian product, each point a recipe named "
+                   "<name>[lr=0.05,...].")]
 
 
 def _print_error(e: InputError) -> None:
@@ -82,14 +86,16 @@ def _fail(e: InputError) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _load(paths: list[Path], overrides: list[str] | None) -> list[Recipe]:
-    """Load every recipe, reporting the problems of all of them before exiting."""
-    from trainbench.recipe import load_recipe
+def _load(paths: list[Path], overrides: list[str] | None, grid: list[str] | None = None) -> list[Recipe]:
+    """Load every recipe (each grid point of each, with --grid), reporting the problems of all
+    of them before exiting."""
+    from trainbench.grid import load_grid, parse_grid
 
+    axes = parse_grid(grid or (), overrides or ())
     recipes, errors = [], []
     for p in paths:
         try:
-            recipes.append(load_recipe(p, overrides or ()))
+            recipes.extend(load_grid(p, overrides or (), axes))
         except InputError as e:
             errors.append(_problems_of(p, e))
     if errors:
@@ -141,6 +147,7 @@ MANY = "Many runs at once"
 def run(
     recipes: RecipesArg,
     set_: SetOpt = None,
+    grid: GridOpt = None,
     seeds: Annotated[int | None, typer.Option(
         min=1, help="Run N seeds: S, S+1, ... (S = --seed or the recipe's seed).")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Override the recipe's seed.")] = None,
@@ -209,7 +216,7 @@ def run(
         if problems := opts.problems():
             raise InputError("\n".join(problems))
         # --device is an override like any other, so recipe.yaml records where it ran.
-        loaded = _with_trackers(_load(recipes, _overrides(set_, device)), log)
+        loaded = _with_trackers(_load(recipes, _overrides(set_, device), grid), log)
         from trainbench.runner import plan_runs  # torch: a file that cannot be read is refused without it
 
         plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
@@ -314,22 +321,29 @@ def _print_summary(rows: list[SummaryRow]) -> None:
 def validate(
     recipes: RecipesArg,
     set_: SetOpt = None,
+    grid: GridOpt = None,
     check_data: Annotated[bool, typer.Option(
         "--check-data", help="Also fail (exit 2) when a dataset's files are missing.")] = False,
 ) -> None:
-    """Check recipe(s) fully without training; exit 2 on any problem."""
-    from trainbench.recipe import load_recipe
+    """Check recipe(s) fully without training; exit 2 on any problem. With --grid, every
+    point of each recipe."""
+    from trainbench.grid import load_grid, parse_grid
 
+    try:
+        axes = parse_grid(grid or (), set_ or ())
+    except InputError as e:
+        raise _fail(e) from None
     loaded, failed = [], False
     for p in recipes:  # each file judged alone: 'ok' or its own error block, in order
         try:
-            r = load_recipe(p, set_ or ())
+            points = load_grid(p, set_ or (), axes)
         except InputError as e:
             _print_error(InputError(_problems_of(p, e)))
             failed = True
             continue
-        loaded.append(r)
-        console.print(f"[green]ok[/] {escape(r.source)} ({escape(r.name)})", highlight=False)
+        loaded += points
+        for r in points:
+            console.print(f"[green]ok[/] {escape(r.source)} ({escape(r.name)})", highlight=False)
     if not loaded:
         raise typer.Exit(2)
     from trainbench.runner import check_data as find_missing_data
@@ -349,16 +363,24 @@ def validate(
 def show(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOpt = None,
+    grid: GridOpt = None,
     lr_plot: Annotated[Path | None, typer.Option(
         "--lr-plot", help="Also draw the LR over the run, curve points marked (PNG/SVG).")] = None,
 ) -> None:
-    """Print the fully resolved recipe (every default filled in), as `run` would use it."""
+    """Print the fully resolved recipe (every default filled in), as `run` would use it.
+    With --grid, every point's, as a YAML stream (one document per point, in run order)."""
     _check_plot_name("--lr-plot", lr_plot)
     try:
-        (r,) = _load([recipe], set_)
+        points = _load([recipe], set_, grid)
+        if lr_plot is not None and len(points) > 1:
+            raise InputError(f"--lr-plot draws one recipe's schedule, and --grid makes {len(points)}; "
+                             "give one value per --grid key, or leave --lr-plot out.")
     except InputError as e:
         raise _fail(e) from None
-    print(r.to_yaml(), end="")
+    for i, r in enumerate(points, 1):
+        head = f"---\n# grid point {i}/{len(points)}: {r.name}\n" if grid else ""
+        print(head + r.to_yaml(), end="")
+    r = points[0]
     if lr_plot is not None:
         from trainbench.plots import plot_lr_schedule
 
@@ -461,6 +483,9 @@ class XAxis(StrEnum):
     epochs = "epochs"
     samples = "samples"
     sparsity = "sparsity"
+    device_time = "device_time"
+    energy = "energy"
+    cost = "cost"
 
 
 class SigTest(StrEnum):
@@ -484,9 +509,13 @@ def compare(
     target: Annotated[float | None, typer.Option(
         help="Accuracy to reach (0.98 or 98), or for a loss metric the loss to get down to: adds the "
              "cost each recipe needs to get there.")] = None,
-    x: Annotated[XAxis, typer.Option(
-        "--x", help="Cost axis: time (training s), epochs (compares machines), samples, sparsity.")
-    ] = XAxis.time,
+    x: Annotated[XAxis | None, typer.Option(
+        "--x", help="Cost axis: time (training s), epochs (compares machines), samples, sparsity, "
+                    "device_time (training s x devices), energy (J), cost ($; the default with "
+                    "--price-per-device-hour). Default: time.", show_default=False)] = None,
+    price: Annotated[float | None, typer.Option(
+        "--price-per-device-hour", help="Price of one device for one hour: adds the cost axis, "
+                                        "device hours x this.")] = None,
     metric: Annotated[str, typer.Option(
         help="points.csv column compared: test_acc, test_acc_swa, ... (higher is better), test_loss, "
              "train_loss, test_ece, ... (lower is better); runs without a method's column (_swa, _ema) "
@@ -507,8 +536,10 @@ def compare(
 
     _check_plot_name("--plot", plot)
     try:
-        c = build(paths, baseline=baseline, target=target, x=x.value, metric=metric,
-                  include_smoke=include_smoke, test=test.value if test else None)
+        axis = x.value if x else "cost" if price is not None else "time"
+        c = build(paths, baseline=baseline, target=target, x=axis, metric=metric,
+                  include_smoke=include_smoke, test=test.value if test else None,
+                  price_per_device_hour=price)
     except InputError as e:
         raise _fail(e) from None
     _print_comparison(c, format_.value)

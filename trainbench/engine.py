@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainbench import checkpoint
+from trainbench import checkpoint, costs
 from trainbench.data import DATASETS, ImageData
 from trainbench.data.choose import choose_loader, loader_meta, stream_data
 from trainbench.data.label_noise import apply_label_noise
@@ -417,14 +417,15 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     evals = set(eval_steps(recipe, clock, sorted(curve)))
     columns = [*POINT_COLUMNS, *(c for m in methods.values() for c in m.columns)]
     total = clock.total_steps
+    energy = costs.EnergyMeter.for_device(dev)  # read only where the training clock starts/stops
     run.update_meta(device=device_name(dev), torch_build=torch.__version__, cuda=torch.version.cuda,
-                    total_steps=total, steps_per_epoch=clock.steps_per_epoch,
+                    energy=energy.source, total_steps=total, steps_per_epoch=clock.steps_per_epoch,
                     batch_size=batch_size, synthetic_data=synthetic, curve_steps=sorted(curve),
                     precision=precision_choice.meta(), data_loader=loader_meta(loader, data),
                     **({"label_noise": label_noise} if label_noise else {}))
 
     # Everything a checkpoint holds, so a resumed run continues bit for bit.
-    loop = LoopState(loss_sum=torch.zeros((), device=dev))  # loss summed on the device
+    loop = LoopState(loss_sum=torch.zeros((), device=dev), energy_j=energy.zero)  # loss summed on the device
     parts = Resumable(model, optimizer, scheduler, scaler, methods, state, data, loop)
     if resume and (found := checkpoint.list_checkpoints(run.path)):
         parts.load(checkpoint.load(found[-1][1]))
@@ -440,6 +441,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     batches = data.train_batches()
     model.train()
     t0 = time.perf_counter()
+    energy.start()
     try:
         for step in range(loop.step + 1, total + 1):
             t_wait = time.perf_counter()  # host-side: the wait for the loader (no device sync)
@@ -479,6 +481,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
             if is_eval or is_ckpt:
                 sync(dev)
                 loop.train_time += time.perf_counter() - t0
+                loop.energy_j = energy.stop(loop.energy_j)
             train_loss = loop.loss_sum.item() / loop.steps_in_sum
             if not math.isfinite(train_loss):
                 return Outcome("diverged", loop.points, f"training loss became {train_loss} "
@@ -486,7 +489,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
             if is_eval:
                 row: dict[str, float] = {
                     "step": step, "epoch": clock.epoch(step), "samples": step * batch_size,
-                    "train_time_s": loop.train_time, "data_wait_s": loop.data_wait,
+                    "train_time_s": loop.train_time, **costs.point_costs(loop.train_time, loop.energy_j),
+                    "data_wait_s": loop.data_wait,
                     "lr": peak_lr * schedule.end_factor(step),
                     "train_loss": train_loss, **evaluate(model, data, autocast),
                     "curve": int(step in curve)}
@@ -512,6 +516,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                                    f"{total}; continue with --resume", exit_code=stop.exit_code)
             if is_eval or is_ckpt:  # evaluation and checkpoint time is not training time
                 t0 = time.perf_counter()
+                energy.start()
         for m in methods.values():
             m.on_end(state)
     finally:
@@ -531,6 +536,7 @@ class LoopState:
     train_time: float = 0.0
     data_wait: float = 0.0  # seconds the step loop waited for batches (part of train_time)
     checkpoint_time: float = 0.0
+    energy_j: float | None = None  # over the training intervals; None: not measured (costs.py)
     points: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -561,7 +567,7 @@ class Resumable:
             "data": self.data.state_dict(),
             "loop": {"step": loop.step, "loss_sum": loop.loss_sum, "steps_in_sum": loop.steps_in_sum,
                      "train_time": loop.train_time, "checkpoint_time": loop.checkpoint_time,
-                     "data_wait": loop.data_wait, "points": loop.points},
+                     "data_wait": loop.data_wait, "energy_j": loop.energy_j, "points": loop.points},
         }
 
     def load(self, ckpt: dict[str, Any]) -> None:
@@ -582,6 +588,7 @@ class Resumable:
         self.loop.steps_in_sum = saved["steps_in_sum"]
         self.loop.train_time, self.loop.checkpoint_time = saved["train_time"], saved["checkpoint_time"]
         self.loop.data_wait = saved.get("data_wait", 0.0)
+        self.loop.energy_j = saved.get("energy_j")  # absent in older checkpoints: not measured
         self.loop.points = [dict(p) for p in saved["points"]]
 
 

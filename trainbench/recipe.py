@@ -687,16 +687,19 @@ class Recipe:
         return self.data[key]
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Load, merge, override, validate. Raises InputError (RecipeError for field problems)."""
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), grid: Sequence[str] = ()) -> Recipe:
+    """Load, merge, override, validate. Raises InputError (RecipeError for field problems).
+    ``grid``: one grid point's ``KEY=VALUE`` items (:mod:`trainbench.grid`), applied like
+    ``--set`` items and named ``--grid`` in messages."""
     path = Path(path)
     try:
         raw, lines = _load_with_extends(path)  # fresh objects: changed in place below
-        parsed = sorted(((item, *parse_override(item)) for item in overrides),
-                        key=lambda o: _override_order(o[1], o[2]))
-        for item, key, value in parsed:
+        items = [*(("--set", i) for i in overrides), *(("--grid", i) for i in grid)]
+        parsed = sorted(((opt, item, *parse_override(item, opt)) for opt, item in items),
+                        key=lambda o: _override_order(o[2], o[3]))
+        for opt, item, key, value in parsed:
             apply_override(raw, key, value)
-            origin = Origin(f"--set {item}" if len(item) <= 80 else f"--set {shown_item(item)}")
+            origin = Origin(f"{opt} {item}" if len(item) <= 80 else f"{opt} {shown_item(item)}")
             for p in _key_paths(key, value):  # the values it brings come from the command line
                 lines[p] = origin
     except (RecursionError, MemoryError) as e:  # the limits above should make this unreachable

@@ -308,39 +308,40 @@ def shown_item(item: str, limit: int = 80) -> str:
     return repr(item) if len(item) <= limit else repr(item[:limit]) + f"... ({len(item)} characters)"
 
 
-def parse_override(item: str) -> tuple[Path_, Any]:
+def parse_override(item: str, option: str = "--set") -> tuple[Path_, Any]:
     """``"a.b.c=VALUE"`` -> (("a", "b", "c"), VALUE parsed as YAML), with the limits and
-    checks of a recipe file."""
+    checks of a recipe file. ``option``: the command-line option messages name (``--grid``
+    parses each of its values as one such item)."""
     # Bytes that are not UTF-8 reach Python's argv as lone surrogates: name the bad byte.
     try:
         decode_utf8(item.encode("utf-8", "surrogateescape"))
     except UnicodeEncodeError as e:  # a surrogate that stands for no byte (a Python caller's)
-        raise InputError(f"--set {shown_item(item)}: character {e.object[e.start]!r} at offset "
+        raise InputError(f"{option} {shown_item(item)}: character {e.object[e.start]!r} at offset "
                          f"{e.start} is not text.") from None
     except NotUtf8 as e:
-        raise InputError(f"--set {shown_item(item)}: {e}. The shell passed bytes that are not UTF-8; "
+        raise InputError(f"{option} {shown_item(item)}: {e}. The shell passed bytes that are not UTF-8; "
                          "type the item in UTF-8 (check the terminal's locale).") from None
     key, sep, value = item.partition("=")
     if not sep or not _KEY_RE.fullmatch(key.strip()):
-        raise InputError(f"--set {shown_item(item)}: expected KEY=VALUE with a dotted key, "
+        raise InputError(f"{option} {shown_item(item)}: expected KEY=VALUE with a dotted key, "
                          "e.g. --set optimizer.lr=0.2 or --set data.augment=[hflip].")
     path = tuple(key.strip().split("."))
     if len(path) > MAX_DEPTH:
-        raise InputError(f"--set {shown_item(item)}: KEY has more than {MAX_DEPTH} levels; a recipe "
+        raise InputError(f"{option} {shown_item(item)}: KEY has more than {MAX_DEPTH} levels; a recipe "
                          "needs a few.")
     if len(value) > MAX_FILE_BYTES:
-        raise InputError(f"--set {shown_item(item)}: VALUE is longer than {MAX_FILE_BYTES >> 20} MiB, "
+        raise InputError(f"{option} {shown_item(item)}: VALUE is longer than {MAX_FILE_BYTES >> 20} MiB, "
                          "the most a whole recipe file may be.")
     try:
-        parsed, _ = parse_yaml(value, "--set") if value.strip() else (None, {})
+        parsed, _ = parse_yaml(value, option) if value.strip() else (None, {})
     except YamlRefused as e:
-        raise InputError(f"--set {shown_item(item)}: VALUE: {e.message}.") from None
+        raise InputError(f"{option} {shown_item(item)}: VALUE: {e.message}.") from None
     except yaml.YAMLError as e:
         _, what = yaml_error_text(e, value)
-        raise InputError(f"--set {shown_item(item)}: VALUE is not valid YAML ({what}). Quote it, "
-                         "e.g. --set name='\"my run\"'.") from None
+        raise InputError(f"{option} {shown_item(item)}: VALUE is not valid YAML ({what}). Quote it, "
+                         f"e.g. {option} name='\"my run\"'.") from None
     if len(path) + _depth(parsed) > MAX_DEPTH:
-        raise InputError(f"--set {shown_item(item)}: KEY and VALUE together nest deeper than "
+        raise InputError(f"{option} {shown_item(item)}: KEY and VALUE together nest deeper than "
                          f"{MAX_DEPTH} levels; a recipe needs a few.")
     return path, parsed
 

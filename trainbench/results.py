@@ -25,8 +25,11 @@ from typing import IO, Any, Protocol
 
 import yaml
 
-POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "data_wait_s", "lr", "train_loss",
-                 "test_loss", "test_acc", "test_ece", "curve")
+POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "device_time_s", "energy_j", "data_wait_s",
+                 "lr", "train_loss", "test_loss", "test_acc", "test_ece", "curve")
+# Measured, so they differ between two runs of the same recipe and seed (every other column is
+# reproducible): what "the same points.csv, timing columns aside" leaves aside.
+TIMING_COLUMNS = ("train_time_s", "device_time_s", "energy_j", "data_wait_s")
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 NOT_IDENTITY = ("log",)  # recipe fields a run directory is reused across (skip, resume)
 RESERVE_NAME = ".reserve"  # see RunDir.update_meta: space set aside to record a run's end

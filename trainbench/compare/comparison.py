@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainbench.compare import cost_axes
 from trainbench.compare.discovery import Run, load_runs
 from trainbench.compare.grouping import Group, group_runs
 from trainbench.compare.metrics import DEFAULT_METRIC, Metric, metric_spec, normalize_target
@@ -29,8 +30,10 @@ from trainbench.compare.statistics import (
 from trainbench.errors import InputError
 from trainbench.results import STATUSES, curve_rows
 
-X_COLUMNS = {"time": "train_time_s", "epochs": "epoch", "samples": "samples", "sparsity": "sparsity"}
-X_NAMES = {"time": "time (s)", "epochs": "epochs", "samples": "samples", "sparsity": "sparsity"}
+X_COLUMNS = {"time": "train_time_s", "epochs": "epoch", "samples": "samples", "sparsity": "sparsity",
+             **cost_axes.COLUMNS}
+X_NAMES = {"time": "time (s)", "epochs": "epochs", "samples": "samples", "sparsity": "sparsity",
+           "device_time": "device time (s)", "energy": "energy (J)", "cost": "cost ($)"}
 
 
 @dataclass
@@ -126,15 +129,16 @@ def _value(row: dict[str, float], col: str) -> float:
 
 def compare(paths: Iterable[str | Path], *, baseline: str | None = None, target: float | None = None,
             x: str = "time", metric: str = DEFAULT_METRIC, include_smoke: bool = False,
-            test: str | None = None) -> Comparison:
+            test: str | None = None, price_per_device_hour: float | None = None) -> Comparison:
     """Find, read and compare the runs under ``paths``. Raises InputError (exit 2) when no
-    run is left to compare, or for a bad baseline, target, axis, metric or test."""
+    run is left to compare, or for a bad baseline, target, axis, price, metric or test."""
     if x not in X_COLUMNS:
         raise InputError(f"--x {x}: choose one of {', '.join(X_COLUMNS)}.")
     _check_test(test, baseline)
     runs, problems = load_runs(paths)
     return compare_runs(runs, problems, baseline=baseline, target=target, x=x, metric=metric,
-                        include_smoke=include_smoke, test=test)
+                        include_smoke=include_smoke, test=test,
+                        price_per_device_hour=price_per_device_hour)
 
 
 def _check_test(test: str | None, baseline: str | None) -> None:
@@ -147,11 +151,14 @@ def _check_test(test: str | None, baseline: str | None) -> None:
 
 def compare_runs(runs: Sequence[Run], problems: Sequence[str] = (), *, baseline: str | None = None,
                  target: float | None = None, x: str = "time", metric: str = DEFAULT_METRIC,
-                 include_smoke: bool = False, test: str | None = None) -> Comparison:
+                 include_smoke: bool = False, test: str | None = None,
+                 price_per_device_hour: float | None = None) -> Comparison:
     """Compare in-memory runs. ``target`` is a value of the metric (0.98 or 98 for an
     accuracy, see :func:`normalize_target`); ``baseline`` a recipe name or a row's label;
-    ``test`` (welch | bootstrap, needs ``baseline``) tests each recipe against it."""
+    ``test`` (welch | bootstrap, needs ``baseline``) tests each recipe against it;
+    ``price_per_device_hour`` the price for ``x="cost"`` (:mod:`.cost_axes`)."""
     _check_test(test, baseline)
+    cost_axes.check_price(x, price_per_device_hour)
     problems = list(problems)
     notes: list[str] = []
     smoke = [r for r in runs if r.smoke]
@@ -174,6 +181,9 @@ def compare_runs(runs: Sequence[Run], problems: Sequence[str] = (), *, baseline:
             if r not in having:
                 problems.append(f"{r.path}: no 'sparsity' column in points.csv; left out of --x sparsity.")
         runs = having
+    runs = cost_axes.with_cost_column(runs, x, price_per_device_hour, notes, problems)
+    if note := cost_axes.world_size_note(runs, x):
+        notes.append(note)
     if not any(metric in r.columns for r in runs):
         from trainbench.registry import suggest
 
@@ -358,7 +368,7 @@ def _comparability(runs: Sequence[Run], x: str) -> list[str]:
     devices = Counter(r.device for r in runs if r.device)
     if len(devices) > 1:
         listing = "; ".join(f"{d} ({k} run{'s' if k > 1 else ''})" for d, k in devices.items())
-        if x == "time":
+        if x in ("time", "device_time", "cost"):
             out.append(f"runs were made on different devices: {listing}. Training times are not "
                        "comparable across devices; --x epochs compares them by work done.")
         else:

@@ -35,6 +35,7 @@ class Run:
     budget_of: str | None = None  # set in a budgets-mode run's sub-runs
     orphaned: bool = False  # status 'running' but no process holds its lock: killed
     recipe: dict[str, Any] | None = None  # recipe.yaml, resolved; None if missing or unreadable
+    world_size: int = 1  # devices the run trained on (meta.json; 1 when absent)
 
     @property
     def state(self) -> str:
@@ -112,7 +113,12 @@ def load_run(path: Path) -> Run:
                curve_mode=meta.get("curve_mode"), message=str(meta.get("message") or ""),
                budget_of=meta.get("budget_of") or None,
                orphaned=meta["status"] == "running" and not is_locked(path),
-               recipe=_read_recipe(path))
+               recipe=_read_recipe(path), world_size=_world_size(meta))
+
+
+def _world_size(meta: dict[str, Any]) -> int:
+    n = meta.get("world_size")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
 
 
 def _read_recipe(path: Path) -> dict[str, Any] | None:

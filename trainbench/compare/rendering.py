@@ -115,7 +115,8 @@ def legend(c: Comparison) -> list[str]:
     """The columns' definitions, one line each."""
     noun = c.x
     unit = {"time": " (training seconds)", "epochs": "", "samples": " (training samples seen)",
-            "sparsity": ""}[c.x]
+            "sparsity": "", "device_time": " (training seconds x devices)",
+            "energy": " (joules the training devices drew)", "cost": " (device hours x the price)"}[c.x]
     axis = "log10" if c.log_x else "linear"
     u, lower = _unit(c.spec), c.lower_is_better
     what = "accuracy" if c.metric == DEFAULT_METRIC else c.metric
