@@ -179,16 +179,56 @@ def run(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue unfinished runs (interrupted, killed, failed) from their last "
                          "checkpoint; start the others.")] = False,
+    nproc_per_node: Annotated[int | None, typer.Option(
+        "--nproc-per-node", min=1, help="Train each run on N processes of this machine (one per GPU; "
+        "N gloo processes on a CPU) started by torch's launcher; data.batch_size is the global "
+        "batch. (Several machines: start `torchrun ... -m trainbench run` on each.)")] = None,
 ) -> None:
     """Train recipe(s) and write one run directory per recipe x seed. Ctrl-C (or SIGTERM)
     stops after the current step with a checkpoint; --resume continues from it."""
+    import os
+
+    ranked = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1  # started by torchrun, one of several
+    if ranked and int(os.environ.get("RANK", "0")):
+        console.quiet = err.quiet = True  # rank 0 speaks for the job
     try:
+        if ranked and nproc_per_node is not None:
+            raise InputError("--nproc-per-node: this process was started by torchrun (WORLD_SIZE is "
+                             "set), which already chose the processes; drop --nproc-per-node.")
         # --device is an override like any other, so recipe.yaml records where it ran.
         loaded = _load(recipes, _overrides(set_, device))
-        from trainbench.runner import plan_runs  # torch: a file that cannot be read is refused without it
+        if nproc_per_node is not None and nproc_per_node > 1:
+            from trainbench.distributed import job_problems, launch
 
-        plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
-                          resume=resume)
+            job_problems(loaded, nproc_per_node, nproc_per_node)
+    except InputError as e:
+        raise _fail(e) from None
+    if nproc_per_node is not None and nproc_per_node > 1:  # this same command, on N processes
+        argv = _run_argv(recipes, set_, seeds, seed, out, device, smoke, force, resume)
+        raise typer.Exit(launch(nproc_per_node, argv))
+    if ranked:
+        from trainbench import distributed
+
+        try:
+            w = distributed.setup(distributed.device_type_of(loaded))
+            distributed.job_problems(loaded, w.size, w.local_size)
+        except InputError as e:
+            distributed.teardown()
+            raise _fail(e) from None
+    try:
+        _run_planned(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force, resume=resume)
+    finally:
+        if ranked:
+            distributed.teardown()
+
+
+def _run_planned(loaded: list[Recipe], *, out: Path, seeds: int | None, seed: int | None,
+                 smoke: bool, force: bool, resume: bool) -> None:
+    from trainbench.runner import plan_job  # torch: a file that cannot be read is refused without it
+
+    try:
+        plans = plan_job(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
+                         resume=resume)
     except InputError as e:
         raise _fail(e) from None
 
@@ -197,6 +237,18 @@ def run(
     if len(plans) > 1 and code < 128:  # not after an interrupt: the user wants out
         _compare_what_ran(plans, smoke)
     raise typer.Exit(code)
+
+
+def _run_argv(recipes: list[Path], set_: list[str] | None, seeds: int | None, seed: int | None,
+              out: Path, device: str | None, smoke: bool, force: bool, resume: bool) -> list[str]:
+    """``run``'s arguments as given, for the processes torch's launcher starts."""
+    argv = ["run", *map(str, recipes), "--out", str(out)]
+    argv += [a for item in set_ or [] for a in ("--set", item)]
+    for name, value in (("--seeds", seeds), ("--seed", seed), ("--device", device)):
+        if value is not None:
+            argv += [name, str(value)]
+    return argv + [flag for flag, on in (("--smoke", smoke), ("--force", force),
+                                        ("--resume", resume)) if on]
 
 
 def _compare_what_ran(plans: list[PlannedRun], smoke: bool) -> None:
@@ -218,11 +270,13 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
     """Run the plans in order; a failed run does not stop the others, an interrupt (Ctrl-C,
     SIGTERM) stops them all. Returns the summary rows and the exit code (2 bad input, 1 a run
     failed or diverged, 0 all completed). An interrupt exits with 128 + the signal's number."""
+    from trainbench import distributed
     from trainbench.engine import run_recipe
     from trainbench.interrupts import StopSignal, exit_code
     from trainbench.runner import resume_note, summarize
 
     rows, code = [], 0
+    several = distributed.world_size() > 1
     with StopSignal() as stop:
         for i, plan in enumerate(plans, 1):
             r = plan.recipe
@@ -230,7 +284,7 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
                 console.print(f"[yellow]skip[/] {escape(r.name)} seed {r.seed}: {escape(plan.skip)}")
                 rows.append((r, "skipped", summarize(plan.run.read_points()), plan.run))
                 continue
-            if stop.requested:
+            if distributed.stop_requested(stop):  # with several ranks: has any been signalled?
                 rows.append((r, "not run", summarize([]), plan.run))
                 plan.release()
                 continue
@@ -238,8 +292,8 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
             console.print(f"[bold]run {i}/{len(plans)}[/] {escape(r.name)} seed {r.seed}"
                           f"{' (smoke)' if smoke else ''}{how} -> {escape(str(plan.run.path))}")
             try:
-                outcome = run_recipe(r, plan.run, smoke=smoke, progress=RichProgress(),
-                                     resume=plan.resume, stop=stop)
+                outcome = run_recipe(r, plan.run, smoke=smoke, resume=plan.resume, stop=stop,
+                                     progress=RichProgress() if distributed.is_main() else None)
             except InputError as e:
                 err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
                 rows.append((r, "failed", summarize(plan.run.read_points()), plan.run))
@@ -260,6 +314,8 @@ def _execute(plans: list[PlannedRun], smoke: bool) -> tuple[list[SummaryRow], in
                           f"{escape(outcome.message)}", highlight=False)
                 code = max(code, 1)
             rows.append((r, outcome.status, summarize(outcome.points), plan.run))
+            if several and outcome.status == "failed":
+                break  # a rank failed: the job's processes are no longer in step; end the job
         if stop.requested:
             code = stop.exit_code
     return rows, code

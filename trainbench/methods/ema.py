@@ -62,8 +62,17 @@ T = TypeVar("T")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module behind a ``torch.compile`` wrapper (``OptimizedModule``)."""
-    return getattr(model, "_orig_mod", model)
+    """The plain module behind ``torch.compile``'s wrapper (``OptimizedModule``) and
+    ``DistributedDataParallel``, in any nesting: what checkpoints and model.pt save."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, DistributedDataParallel):
+            model = model.module
+        else:
+            return model
 
 
 def copy_model(model: nn.Module, who: str,
