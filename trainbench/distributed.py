@@ -239,9 +239,9 @@ def all_gather(t: torch.Tensor) -> torch.Tensor:
         return t.detach().reshape(1).clone()
     import torch.distributed as dist
 
-    out = torch.empty(_world.size, dtype=t.dtype, device=t.device)
-    dist.all_gather_into_tensor(out, t.detach().reshape(1).contiguous())
-    return out
+    parts = [torch.empty(1, dtype=t.dtype, device=t.device) for _ in range(_world.size)]
+    dist.all_gather(parts, t.detach().reshape(1).contiguous())
+    return torch.cat(parts)
 
 
 @torch.no_grad()
