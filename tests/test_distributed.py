@@ -40,6 +40,9 @@ TIMING = {"train_time_s"}
 # One thread per process, whatever the cores: the same kernels (and float sums) in every run.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 runner = CliRunner()
+# Real multi-process jobs: several launches in the module's fixture (about 40 s on a quiet
+# 2-core machine; far more on a loaded one).
+pytestmark = pytest.mark.timeout(900)
 
 
 def sets(items: list[str]) -> list[str]:

@@ -265,10 +265,10 @@ def poll(stop: Any, step: int, timer: Callable[[], bool]) -> tuple[bool, bool]:
     all-reduce over a gloo group: no device sync) and answer no in between: once any rank got
     a signal, every rank's ``stop`` holds it and all stop after the same step, with one
     checkpoint."""
-    if stop is None or (sig := stop.signum) is None:
-        sig = 0
+    requested = stop is not None and stop.requested  # read once per step, as the loop always has
     if _world.size <= 1:
-        return sig != 0, timer()
+        return requested, timer()
+    sig = (stop.signum or 2) if requested else 0
     if step % STOP_CHECK_EVERY:
         return False, False
     import torch.distributed as dist
