@@ -28,3 +28,11 @@ def test_checkpoint_cost_prints_size_and_fraction() -> None:
     out = bench("checkpoint_cost.py", "--recipe", str(ROOT / "recipes" / "quickstart.yaml"), "--steps", "5",
                 "--every", "2")
     assert "checkpoint size" in out and "checkpoint / epoch" in out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU path")
+def test_gpu_check_says_it_checked_nothing_without_a_gpu() -> None:
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                         timeout=120, env={**__import__("os").environ, "PYTHON": sys.executable})
+    assert out.returncode == 0, out.stderr
+    assert "SKIPPED, nothing was checked: no CUDA GPU" in out.stdout

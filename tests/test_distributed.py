@@ -83,7 +83,8 @@ def wait_for_checkpoint(run: Path, proc: subprocess.Popen, timeout: float = 300)
 def same_points(a: list[dict], b: list[dict]) -> None:
     assert len(a) == len(b) and a
     for x, y in zip(a, b, strict=True):
-        assert {k: v for k, v in x.items() if k not in TIMING} == {k: v for k, v in y.items() if k not in TIMING}
+        assert {k: v for k, v in x.items() if k not in TIMING} == \
+            {k: v for k, v in y.items() if k not in TIMING}
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +113,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     resumed = subprocess.run(trainbench("--out", str(out / "resumed"), "--nproc-per-node", "2", "--resume"),
                              env=ENV, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return {"one": out / "one" / "quickstart" / "seed0", "external": out / "external" / "quickstart" / "seed0",
-            "resumed": run, "interrupted": out / "interrupted.json"}
+    return {"one": out / "one" / "quickstart" / "seed0", "resumed": run,
+            "external": out / "external" / "quickstart" / "seed0", "interrupted": out / "interrupted.json"}
 
 
 def test_two_processes_follow_the_single_process_curve(runs: dict[str, Path]) -> None:
