@@ -42,7 +42,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 runner = CliRunner()
 # Real multi-process jobs: several launches in the module's fixture (about 40 s on a quiet
 # 2-core machine; far more on a loaded one).
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1800)
 
 
 def sets(items: list[str]) -> list[str]:
