@@ -23,7 +23,7 @@ trains in fp32; meta.json records both.
 
 Several processes (:mod:`trainbench.distributed`): every rank runs this same loop in lockstep
 on its slice of each global batch, the model in DistributedDataParallel; rank 0 alone writes
-the run directory (the other ranks get a :class:`ReadOnlyRun`), every rank loads the
+the run directory (the others see a :class:`~trainbench.distributed.ReadOnlyRun`), every rank loads the
 checkpoint on resume, and the stop flag, the training loss and the evaluation sums are
 combined across ranks where the loop reads them.
 """
