@@ -322,20 +322,26 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "trainbench", *argv)
     except ChildFailedError as e:
-        return exit_code_of([f.exitcode for f in e.failures.values()])
+        return exit_code_of({rank: f.exitcode for rank, f in e.failures.items()})
     except SignalException as e:  # the launcher itself was signalled; it passed it on to the ranks
         return 128 + int(e.sigval)
     return 0
 
 
-def exit_code_of(codes: Sequence[int]) -> int:
-    """One exit code for the job from the failed ranks' codes (negative: killed by that signal).
-    An interrupt (128 + N) only when every failed rank was interrupted; otherwise the worst of
-    bad input (2) and failure (1, also for a rank killed outright)."""
-    codes = [c if c > 0 else 1 for c in codes] or [1]
-    if all(c >= 128 for c in codes):
-        return max(codes)
-    return max(c for c in codes if c < 128)
+def exit_code_of(codes: dict[int, int]) -> int:
+    """One exit code for the job from its failed ranks' codes (negative: killed by that signal).
+    Rank 0 speaks for the job: its own exit code when it exited by itself. Otherwise, among the
+    ranks that exited by themselves (the launcher kills the others once one has ended), an
+    interrupt (128 + N) only when all of them were interrupted, else the worst of bad input
+    (2) and failure (1); 1 when every failed rank was killed."""
+    if codes.get(0, -1) > 0:
+        return codes[0]
+    own = [c for c in codes.values() if c > 0]
+    if not own:
+        return 1
+    if all(c >= 128 for c in own):
+        return max(own)
+    return max(c for c in own if c < 128)
 
 
 # --- the run directory as ranks other than 0 see it ---
