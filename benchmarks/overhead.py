@@ -11,6 +11,12 @@ time is its own ``train_time_s`` (training only); the raw loop is timed the same
     python benchmarks/overhead.py --device cuda --model resnet9 --dataset synthetic \\
         --batch-size 512 --steps 300                     # GPU: CIFAR-shaped synthetic data
     python benchmarks/overhead.py --methods mixup,cutmix,label_smoothing,ema
+    torchrun --standalone --nproc-per-node 2 benchmarks/overhead.py --ddp   # DDP mode
+
+DDP mode (``--ddp``, under torchrun): both loops run on every rank with the model in
+DistributedDataParallel, each rank taking its slice of the same global batch; the raw loop
+is the usual hand-written DDP loop, trainbench's is its own data-parallel path
+(:mod:`trainbench.distributed`). Throughput is in global steps per second; rank 0 prints.
 
 Prints per-round throughputs and ``throughput ratio trainbench/raw`` (median over rounds).
 """
@@ -28,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainbench import distributed
 from trainbench.engine import load_data, resolve_device, seed_everything, sync, train
 from trainbench.methods.cutmix import cutmix_batch, cutmix_box
 from trainbench.methods.mixup import mixup_batch
@@ -58,7 +65,7 @@ def raw_loop(recipe: Recipe, steps: int) -> float:
     foreach EMA), so the ratio measures trainbench's own overhead, not the methods' compute."""
     r = recipe.data
     methods = r["methods"]
-    dev = resolve_device(r["device"])
+    dev = distributed.local_device(resolve_device(r["device"]))
     seed_everything(recipe.seed)
     images, _, _ = load_data(recipe, smoke=False)
     x_all = images.train_x.to(dev).float() / 255
@@ -68,27 +75,30 @@ def raw_loop(recipe: Recipe, steps: int) -> float:
     y_all = images.train_y.to(dev)
     k = images.num_classes
     model = build_model(r["model"], x_all.shape[1], k).to(dev)
+    ema = copy.deepcopy(model).requires_grad_(False) if "ema" in methods else None
+    model = distributed.wrap(model, dev)  # DDP mode: the usual DistributedDataParallel loop
     opt = build_optimizer(model, r["optimizer"])
     bs = r["data"]["batch_size"]
+    lbs, rank = bs // distributed.world_size(), distributed.rank()
+    order = torch.Generator(dev).manual_seed(0)  # the same permutation on every rank
     spe = len(y_all) // bs
     sched = build_schedule(r["schedule"]).bind(Clock(spe, bs, steps), r["optimizer"]["lr"])
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, sched.factor)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r["precision"])
     smoothing = methods.get("label_smoothing", {}).get("smoothing", 0.0)
     rng = np.random.default_rng(0)
-    ema = copy.deepcopy(model).requires_grad_(False) if "ema" in methods else None
     ema_f = [] if ema is None else [
         (e, m) for e, m in zip([*ema.parameters(), *ema.buffers()], [*model.parameters(), *model.buffers()],
                                strict=True) if e.is_floating_point()]
     model.train()
-    perm = torch.randperm(len(y_all), device=dev)
+    perm = torch.randperm(len(y_all), device=dev, generator=order)
     sync(dev)
     t0 = time.perf_counter()
     for step in range(steps):
         i = step % spe
         if i == 0:
-            perm = torch.randperm(len(y_all), device=dev)
-        idx = perm[i * bs:(i + 1) * bs]
+            perm = torch.randperm(len(y_all), device=dev, generator=order)
+        idx = perm[i * bs:(i + 1) * bs][rank * lbs:(rank + 1) * lbs]
         x, y = x_all[idx], y_all[idx]
         if "cutmix" in methods and ("mixup" not in methods or rng.random() < 0.5):
             lam = rng.beta(1.0, 1.0)
@@ -127,10 +137,25 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--methods", default="", help="comma-separated methods to switch on in trainbench")
+    ap.add_argument("--ddp", action="store_true", help="DDP mode: run under torchrun (see above)")
     args = ap.parse_args()
     recipe = make_recipe(args, args.steps)
     dev = resolve_device(args.device)
-    print(f"device={dev} dataset={args.dataset} model={args.model} batch={args.batch_size} "
+    if args.ddp:
+        if not distributed.launched():
+            raise SystemExit("--ddp: start this script with torchrun --nproc-per-node N (N >= 2)")
+        distributed.setup(dev.type)
+        dev = distributed.local_device(dev)
+    try:
+        measure(args, recipe, dev)
+    finally:
+        distributed.teardown()
+
+
+def measure(args: argparse.Namespace, recipe: Recipe, dev: torch.device) -> None:
+    say = print if distributed.is_main() else (lambda *a, **k: None)
+    say(f"processes={distributed.world_size()} device={dev} dataset={args.dataset} model={args.model} "
+          f"batch={args.batch_size} "
           f"steps={args.steps} precision={args.precision} methods={args.methods or '-'} "
           f"threads={torch.get_num_threads()} torch={torch.__version__}")
     warm = max(args.steps // 4, 10)  # warm-up round: allocator, cuDNN autotune, lazy init
@@ -141,8 +166,8 @@ def main() -> None:
         raw = raw_loop(recipe, args.steps)
         tb = trainbench_loop(recipe, args.steps)
         ratios.append(tb / raw)
-        print(f"round {k + 1}: raw {raw:8.1f} steps/s   trainbench {tb:8.1f} steps/s   ratio {tb / raw:.3f}")
-    print(f"throughput ratio trainbench/raw = {statistics.median(ratios):.3f} "
+        say(f"round {k + 1}: raw {raw:8.1f} steps/s   trainbench {tb:8.1f} steps/s   ratio {tb / raw:.3f}")
+    say(f"throughput ratio trainbench/raw = {statistics.median(ratios):.3f} "
           f"(median of {args.rounds}; min {min(ratios):.3f}, max {max(ratios):.3f})")
 
 

@@ -49,3 +49,11 @@ def test_method_cost_prints_per_step_and_per_evaluation_costs() -> None:
                 "--cycles", "2", "--rounds", "1")
     assert "randaugment:groups=2" in out and "ms/step" in out and "throughput ratio" in out
     assert "snapshot_ensemble" in out and "eval" in out and "ms/point" in out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU path")
+def test_gpu_check_says_it_checked_nothing_without_a_gpu() -> None:
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                         timeout=120, env={**__import__("os").environ, "PYTHON": sys.executable})
+    assert out.returncode == 0, out.stderr
+    assert "SKIPPED, nothing was checked: no CUDA GPU" in out.stdout

@@ -58,7 +58,7 @@ def test_minimal_recipe_gets_every_section_and_default(tmp_path: Path) -> None:
     assert d["data"]["augment"] == []
     assert d["data"]["train_subset"] is None
     assert d["checkpoint"] == {"curve_points": True, "every": None, "minutes": 10.0, "keep": 2}
-    assert d["model"] == {"name": "small_cnn", "width": 32}
+    assert d["model"] == {"name": "small_cnn", "sync_bn": False, "width": 32, "norm": "batch"}
     assert d["optimizer"]["name"] == "sgd"
     assert d["optimizer"]["lr"] == 0.1
     assert d["optimizer"]["nesterov"] is False
@@ -324,7 +324,7 @@ def test_later_override_wins(tmp_path: Path) -> None:
 def test_override_sets_an_external_model_name(tmp_path: Path) -> None:
     path = write(tmp_path, "r.yaml", "model: {name: small_cnn}\n")
     r = load_recipe(path, ["model.name=timm:resnet18"])
-    assert r["model"] == {"name": "timm:resnet18", "kwargs": {}}
+    assert r["model"] == {"name": "timm:resnet18", "sync_bn": False, "kwargs": {}}
 
 
 def test_override_errors(tmp_path: Path) -> None:
@@ -647,7 +647,7 @@ def test_with_seed(tmp_path: Path) -> None:
 
 def test_timm_model_validates(tmp_path: Path) -> None:
     r = load_recipe(write(tmp_path, "r.yaml", 'model: {name: "timm:resnet18", kwargs: {drop_rate: 0.1}}\n'))
-    assert r["model"] == {"name": "timm:resnet18", "kwargs": {"drop_rate": 0.1}}
+    assert r["model"] == {"name": "timm:resnet18", "sync_bn": False, "kwargs": {"drop_rate": 0.1}}
     assert reload(r, tmp_path).data == r.data
 
 
@@ -661,7 +661,7 @@ def test_timm_model_typo_gets_a_suggestion(tmp_path: Path) -> None:
 
 def test_torchvision_model_validates(tmp_path: Path) -> None:
     r = load_recipe(write(tmp_path, "r.yaml", 'model: {name: "torchvision:resnet18"}\n'))
-    assert r["model"] == {"name": "torchvision:resnet18", "kwargs": {}}
+    assert r["model"] == {"name": "torchvision:resnet18", "sync_bn": False, "kwargs": {}}
 
 
 def test_torchvision_model_typo(tmp_path: Path) -> None:

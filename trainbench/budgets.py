@@ -48,6 +48,7 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
                 stop: StopSignal | None = None) -> Outcome:
     """Each budget's run in turn. Resuming keeps the budget runs that completed (with the
     same recipe) and resumes the one that was interrupted."""
+    from trainbench import distributed
     from trainbench.engine import Outcome, run_recipe
 
     points: list[dict[str, float]] = []
@@ -55,10 +56,11 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     subs = budget_recipes(recipe)
     run.update_meta(curve_mode="budgets", budgets=recipe["curve"]["budgets"],
                     budget_dirs=[f"budget{k}" for k in range(1, len(subs) + 1)])
-    run.points_path.unlink(missing_ok=True)  # rebuilt from the budget runs' final points
+    if distributed.is_main():  # the other ranks of a data-parallel run write nothing
+        run.points_path.unlink(missing_ok=True)  # rebuilt from the budget runs' final points
     try:
         for k, sub in enumerate(subs, 1):
-            sub_run = RunDir(run.path / f"budget{k}")
+            sub_run = type(run)(run.path / f"budget{k}")  # read-only on ranks other than 0
             if resume and _completed(sub_run, sub):
                 final = {**sub_run.read_points()[-1], "curve": 1}
             else:

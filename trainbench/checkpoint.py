@@ -75,10 +75,16 @@ class Policy:
                    seconds=60.0 * minutes if minutes else None, keep=section["keep"],
                    last=time.perf_counter())
 
-    def due(self, step: int) -> bool:
+    def due(self, step: int, timer: bool | None = None) -> bool:
+        """Whether ``step`` ends with a checkpoint; ``timer``: whether the time-based rule is
+        due, as the ranks of a data-parallel run agreed (each has its own clock), instead of
+        this process's clock."""
         return (step in self.curve
                 or (self.every_steps is not None and step % self.every_steps == 0)
-                or (self.seconds is not None and time.perf_counter() - self.last >= self.seconds))
+                or (self.timer_due() if timer is None else timer))
+
+    def timer_due(self) -> bool:
+        return self.seconds is not None and time.perf_counter() - self.last >= self.seconds
 
 
 # --- RNG states as plain values (weights_only-loadable) ---
@@ -93,7 +99,11 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda"] = torch.cuda.get_rng_state_all()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # One GPU per process: reading every GPU's state would open a context on each.
+            out["cuda_current"] = torch.cuda.get_rng_state()
+        else:
+            out["cuda"] = torch.cuda.get_rng_state_all()
     return out
 
 
@@ -106,6 +116,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda_current" in state and torch.cuda.is_available():  # this process's GPU
+        torch.cuda.set_rng_state(state["cuda_current"])
 
 
 # --- writing and reading ---

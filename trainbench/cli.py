@@ -200,32 +200,78 @@ def run(
     no_wait: Annotated[bool, typer.Option(
         "--no-wait", help="slurm: print the job ids and return; `trainbench compare OUT` reads the "
                           "results later.", rich_help_panel=MANY)] = False,
+    nproc_per_node: Annotated[int | None, typer.Option(
+        "--nproc-per-node", min=1, help="Train each run on N processes of this machine (one per GPU; "
+        "N gloo processes on a CPU) started by torch's launcher; data.batch_size is the global "
+        "batch. (Several machines: start `torchrun ... -m trainbench run` on each.)")] = None,
 ) -> None:
     """Train recipe(s) and write one run directory per recipe x seed. Ctrl-C (or SIGTERM)
     stops after the current step with a checkpoint; --resume continues from it.
 
     Many runs at once: --executor ray --jobs N on this machine or --address of a Ray cluster,
-    or --executor slurm; the results do not depend on the executor."""
+    or --executor slurm; the results do not depend on the executor. One run on several
+    processes: --nproc-per-node N, or this command started by torchrun."""
     from trainbench.executors import ExecOptions, parse_extra
 
+    ranked = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1  # started by torchrun, one of several
+    if ranked and int(os.environ.get("RANK", "0")):
+        console.quiet = err.quiet = True  # rank 0 speaks for the job
     try:
         opts = ExecOptions(executor.value, jobs=jobs, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                            address=address, slurm_partition=slurm_partition, slurm_time=slurm_time,
                            slurm_gpus_per_run=slurm_gpus_per_run, slurm_extra=parse_extra(slurm_extra),
                            no_wait=no_wait, max_retries=max_retries)
-        if problems := opts.problems():
+        problems = opts.problems()
+        if (ranked or nproc_per_node is not None) and opts.executor != "local":
+            problems.append("--nproc-per-node / torchrun trains one run on several processes here; "
+                            f"--executor {opts.executor} does not launch such runs yet. Use --executor "
+                            "local (the default) with --nproc-per-node.")
+        if ranked and nproc_per_node is not None:
+            problems.append("--nproc-per-node: this process was started by torchrun (WORLD_SIZE is "
+                            "set), which already chose the processes; drop --nproc-per-node.")
+        if problems:
             raise InputError("\n".join(problems))
         # --device is an override like any other, so recipe.yaml records where it ran.
         loaded = _with_trackers(_load(recipes, _overrides(set_, device), grid), log)
-        from trainbench.runner import plan_runs  # torch: a file that cannot be read is refused without it
+        if nproc_per_node is not None and nproc_per_node > 1:
+            from trainbench.distributed import job_problems, launch
 
-        plans = plan_runs(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
-                          resume=resume)
+            job_problems(loaded, nproc_per_node, nproc_per_node)
+    except InputError as e:
+        raise _fail(e) from None
+    if nproc_per_node is not None and nproc_per_node > 1:  # this same command, on N processes
+        argv = _run_argv(recipes, set_, grid, log, mlflow_uri, mlflow_experiment, seeds, seed, out,
+                         device, smoke, force, resume)
+        raise typer.Exit(launch(nproc_per_node, argv))
+    if ranked:
+        from trainbench import distributed
+
+        try:
+            w = distributed.setup(distributed.device_type_of(loaded))
+            distributed.job_problems(loaded, w.size, w.local_size)
+        except InputError as e:
+            distributed.teardown()
+            raise _fail(e) from None
+    try:
+        with _mlflow_env(mlflow_uri, mlflow_experiment):
+            _run_planned(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
+                         resume=resume, opts=opts)
+    finally:
+        if ranked:
+            distributed.teardown()
+
+
+def _run_planned(loaded: list[Recipe], *, out: Path, seeds: int | None, seed: int | None,
+                 smoke: bool, force: bool, resume: bool, opts: ExecOptions) -> None:
+    from trainbench.runner import plan_job  # torch: a file that cannot be read is refused without it
+
+    try:
+        plans = plan_job(loaded, out=out, seeds=seeds, seed=seed, smoke=smoke, force=force,
+                         resume=resume)
     except InputError as e:
         raise _fail(e) from None
 
-    with _mlflow_env(mlflow_uri, mlflow_experiment):
-        rows, code = _execute(plans, smoke, out, opts)
+    rows, code = _execute(plans, smoke, out, opts)
     if opts.no_wait:
         raise typer.Exit(code)
     _print_summary(rows)
@@ -263,6 +309,22 @@ def _mlflow_env(uri: str | None, experiment: str | None) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _run_argv(recipes: list[Path], set_: list[str] | None, grid: list[str] | None, log: str | None,
+              mlflow_uri: str | None, mlflow_experiment: str | None, seeds: int | None,
+              seed: int | None, out: Path, device: str | None, smoke: bool, force: bool,
+              resume: bool) -> list[str]:
+    """``run``'s arguments as given, for the processes torch's launcher starts."""
+    argv = ["run", *map(str, recipes), "--out", str(out)]
+    argv += [a for item in set_ or [] for a in ("--set", item)]
+    argv += [a for item in grid or [] for a in ("--grid", item)]
+    for name, value in (("--seeds", seeds), ("--seed", seed), ("--device", device), ("--log", log),
+                        ("--mlflow-uri", mlflow_uri), ("--mlflow-experiment", mlflow_experiment)):
+        if value is not None:
+            argv += [name, str(value)]
+    return argv + [flag for flag, on in (("--smoke", smoke), ("--force", force),
+                                        ("--resume", resume)) if on]
 
 
 def _compare_what_ran(plans: list[PlannedRun], smoke: bool) -> None:

@@ -20,6 +20,12 @@ the run after the current step with a checkpoint.
 
 Precision (:mod:`trainbench.precision`): the recipe's, except that a smoke run on a CPU
 trains in fp32; meta.json records both.
+
+Several processes (:mod:`trainbench.distributed`): every rank runs this same loop in lockstep
+on its slice of each global batch, the model in DistributedDataParallel; rank 0 alone writes
+the run directory (the others see a :class:`~trainbench.distributed.ReadOnlyRun`), every rank loads the
+checkpoint on resume, and the stop flag, the training loss and the evaluation sums are
+combined across ranks where the loop reads them.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainbench import checkpoint, costs
+from trainbench import checkpoint, costs, distributed
 from trainbench.data import DATASETS, ImageData
 from trainbench.data.choose import choose_loader, loader_meta, stream_data
 from trainbench.data.label_noise import apply_label_noise
@@ -189,7 +195,11 @@ def eval_steps(recipe: Recipe, clock: Clock, curve: list[int]) -> list[int]:
 def evaluate(model: nn.Module, data: DeviceData | StreamData,
              autocast: Callable[[], Any]) -> dict[str, float]:
     """Test loss (plain cross-entropy), accuracy and expected calibration error (15 bins),
-    accumulated on the device and read once."""
+    accumulated on the device and read once. With several processes each rank evaluates its
+    shard of the test set with rank 0's buffers, and the sums are all-reduced (one collective),
+    so the numbers are over the whole test set, each image once."""
+    model = distributed.local(model)
+    distributed.broadcast_buffers(model)
     was_training = model.training
     model.eval()
     dev = data.test_y.device
@@ -211,7 +221,9 @@ def evaluate(model: nn.Module, data: DeviceData | StreamData,
         bin_n.index_add_(0, b, torch.ones_like(conf))
         bin_conf.index_add_(0, b, conf)
         bin_correct.index_add_(0, b, hit)
-    n = len(data.test_y)
+    sums = distributed.all_reduce_sum(torch.cat([torch.stack([loss_sum, correct]), bin_conf, bin_correct]))
+    loss_sum, correct, (bin_conf, bin_correct) = sums[0], sums[1], sums[2:].chunk(2)
+    n = data.test_size
     ece = (bin_conf - bin_correct).abs().sum() / n
     stats = torch.stack([loss_sum / n, correct / n, ece]).tolist()
     model.train(was_training)
@@ -234,10 +246,15 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
     it); past that, the run is marked failed. Any other error marks the run failed with its
     traceback in ``error.log`` and returns; what was written before stays valid.
     ``extra_meta``: more meta.json fields from the caller (an executor's attempt id, torch's
-    thread count), written before training starts."""
+    thread count), written before training starts.
+
+    With several processes, ranks other than 0 train alongside (:func:`_follow`) and write
+    nothing."""
+    if not distributed.is_main():
+        return _follow(recipe, run, smoke=smoke, resume=resume, stop=stop)
     dev = resolve_device(recipe["device"])  # no such device: bad input before anything is written
     meta = {"name": recipe.name, "seed": recipe.seed, "smoke": smoke, "recipe_source": recipe.source,
-            "device_type": dev.type, **(extra_meta or {})}
+            "device_type": dev.type, **distributed.meta(), **(extra_meta or {})}
     resuming = resume and run.exists()
     if resuming:
         meta_before = run.read_meta()
@@ -248,10 +265,7 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
         run.start(recipe.to_yaml(), meta)
     run.make_reserve()  # so that a full disk cannot keep the run's end out of meta.json
     trackers = open_trackers(recipe, run, resumed=resuming)  # fed by run.points_writer(); never fail the run
-    if recipe["curve"]["mode"] == "budgets":
-        from trainbench.budgets import run_budgets as run_fn
-    else:
-        run_fn = train
+    run_fn = _train_fn(recipe)
     try:
         outcome = run_fn(recipe, run, smoke=smoke, progress=progress, resume=resume, stop=stop)
     except KeyboardInterrupt:
@@ -286,6 +300,29 @@ def run_recipe(recipe: Recipe, run: RunDir, *, smoke: bool = False,
             plot_run_curve(points, run.curve_path, f"{recipe.name} (seed {recipe.seed})")
     trackers.end()  # after curve.png: trackers take the finished files
     return outcome
+
+
+def _train_fn(recipe: Recipe) -> Callable[..., Outcome]:
+    if recipe["curve"]["mode"] == "budgets":
+        from trainbench.budgets import run_budgets
+
+        return run_budgets
+    return train
+
+
+def _follow(recipe: Recipe, run: RunDir, *, smoke: bool, resume: bool,
+            stop: StopSignal | None) -> Outcome:
+    """A rank other than 0: the same training in lockstep with rank 0, through a view of the
+    run directory that reads but never writes (rank 0 records the run's status). An error is
+    printed here, as this rank cannot write error.log."""
+    try:
+        return _train_fn(recipe)(recipe, distributed.ReadOnlyRun(run.path), smoke=smoke,
+                                 resume=resume, stop=stop)
+    except InputError:
+        raise
+    except Exception as e:
+        traceback.print_exc()
+        return Outcome("failed", [], f"rank {distributed.rank()}: {type(e).__name__}: {e}")
 
 
 # What a fresh start writes at the top of its run directory, replacing an earlier run's.
@@ -353,14 +390,19 @@ def _record_end(run: RunDir, status: str, message: str) -> None:
 def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progress | None = None,
           resume: bool = False, stop: StopSignal | None = None) -> Outcome:
     r = recipe.data
-    dev = resolve_device(r["device"])
+    dev = distributed.local_device(resolve_device(r["device"]))
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     seed_everything(recipe.seed)
 
     # Data: uint8 tensors on the device, or streamed from disk (data.loader); an epoch is
-    # defined by the real training-set size.
-    batch_size = min(r["data"]["batch_size"], SMOKE_BATCH_SIZE) if smoke else r["data"]["batch_size"]
+    # defined by the real training-set size. With several processes each serves its rank's
+    # slice of every global batch.
+    batch_size = r["data"]["batch_size"]
+    if smoke:  # small, and still a multiple of the number of processes (which divides the recipe's)
+        w = distributed.world_size()
+        batch_size = min(batch_size, -(-SMOKE_BATCH_SIZE // w) * w)
+    ranks = {"rank": distributed.rank(), "world_size": distributed.world_size()}
     loader = choose_loader(r["data"], dev, smoke,
                            started_with=run.read_meta().get("data_loader") if resume else None)
     label_noise = None
@@ -370,7 +412,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                              f"and this run streams its dataset ({loader.reason}); set data.loader: "
                              "device, or remove data.label_noise.")
         data: DeviceData | StreamData = stream_data(r["data"], dev, batch_size=batch_size,
-                                                    seed=recipe.seed, report=run.update_meta)
+                                                    seed=recipe.seed, report=run.update_meta, **ranks)
         real_train_size, synthetic = data.train_size, False
     else:
         images, real_train_size, synthetic = load_data(recipe, smoke)
@@ -378,13 +420,14 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
         data = DeviceData(images, dev, batch_size=batch_size,
                           eval_batch_size=r["data"]["eval_batch_size"], augment=r["data"]["augment"],
                           crop_padding=r["data"]["crop_padding"], normalize=r["data"]["normalize"],
-                          seed=recipe.seed)
+                          seed=recipe.seed, **ranks)
     clock, schedule = bound_schedule(recipe, real_train_size, smoke)
     peak_lr = r["optimizer"]["lr"]
 
     # Model, methods, optimizer, schedule. Methods run in their declared order (model
     # surgery first, compile last), recipe order among equals.
     model = build_model(r["model"], data.shape[0], data.num_classes).to(dev)
+    model = distributed.convert_sync_bn(model, r["model"]["sync_bn"])
     methods = build_methods(r["methods"])
     # fp16 needs loss scaling (its range underflows small gradients); bf16 has fp32's range.
     precision_choice = choose_precision(r["precision"], dev.type, smoke)
@@ -397,7 +440,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                        host_rng=np.random.default_rng(recipe.seed * 1000 + 4), smoke=smoke)
     for m in methods.values():
         m.on_init(state)
-    model = state.model
+    # Several processes: DDP wraps the model the methods have made (see distributed.wrap).
+    model = state.model = distributed.wrap(state.model, dev)
     state.optimizer = build_optimizer(model, r["optimizer"])
     state.schedule = schedule
     scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, schedule.factor)
@@ -471,8 +515,10 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                 progress.update(step)
 
             is_eval = step in evals
-            stopping = stop is not None and stop.requested and step < total
-            is_ckpt = step < total and (stopping or ckpt.due(step))
+            # Host-side flags; with several ranks, agreed every few steps (distributed.poll).
+            stop_now, timer_due = distributed.poll(stop, step, ckpt.timer_due)
+            stopping = step < total and stop_now
+            is_ckpt = step < total and (stopping or ckpt.due(step, timer_due))
             if not (is_eval or is_ckpt or step % DIVERGENCE_CHECK_EVERY == 0):
                 continue
             if is_eval:  # on the training clock: e.g. SWA's BN pass is training work
@@ -482,7 +528,9 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                 sync(dev)
                 loop.train_time += time.perf_counter() - t0
                 loop.energy_j = energy.stop(loop.energy_j)
-            train_loss = loop.loss_sum.item() / loop.steps_in_sum
+            # The mean over the ranks of their slices' mean losses: the global batch's mean loss.
+            train_loss = distributed.all_reduce_sum(loop.loss_sum).item() / distributed.world_size() \
+                / loop.steps_in_sum
             if not math.isfinite(train_loss):
                 return Outcome("diverged", loop.points, f"training loss became {train_loss} "
                                f"by step {step} (epoch {clock.epoch(step):.2f})")
@@ -504,11 +552,13 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
                 loop.steps_in_sum = 0
             if is_ckpt:
                 t_ckpt = time.perf_counter()
-                written = checkpoint.save(run.path, step, parts.state_dict(), ckpt.keep)
+                payload = parts.state_dict()  # on every rank: it gathers their loss sums
+                written = (checkpoint.save(run.path, step, payload, ckpt.keep)
+                           if distributed.is_main() else None)
                 loop.checkpoint_time += time.perf_counter() - t_ckpt
                 ckpt.last = time.perf_counter()
                 run.update_meta(checkpoint_step=step, checkpoint_time_s=loop.checkpoint_time,
-                                checkpoint_bytes=written.stat().st_size)
+                                checkpoint_bytes=written.stat().st_size if written else 0)
                 if stopping:
                     assert stop is not None and stop.signum is not None
                     return Outcome("interrupted", loop.points,
@@ -521,8 +571,9 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
             m.on_end(state)
     finally:
         points_out.close()
-    save_model(unwrap(model), run.path / "model.pt")
-    checkpoint.remove_all(run.path)  # completed: model.pt holds the final weights
+    if distributed.is_main():
+        save_model(unwrap(model), run.path / "model.pt")
+        checkpoint.remove_all(run.path)  # completed: model.pt holds the final weights
     return Outcome("completed", loop.points)
 
 
@@ -565,7 +616,9 @@ class Resumable:
             "method_rng": {"device": self.state.generator.get_state(),
                            "host": self.state.host_rng.bit_generator.state},
             "data": self.data.state_dict(),
-            "loop": {"step": loop.step, "loss_sum": loop.loss_sum, "steps_in_sum": loop.steps_in_sum,
+            # Each rank's own loss sum (they differ: each sums its slices' losses).
+            "loop": {"step": loop.step, "loss_sum": loop.loss_sum,
+                     "loss_sums": distributed.all_gather(loop.loss_sum), "steps_in_sum": loop.steps_in_sum,
                      "train_time": loop.train_time, "checkpoint_time": loop.checkpoint_time,
                      "data_wait": loop.data_wait, "energy_j": loop.energy_j, "points": loop.points},
         }
@@ -584,12 +637,22 @@ class Resumable:
         self.data.load_state_dict(ckpt["data"])
         saved = ckpt["loop"]
         self.loop.step = self.state.step = saved["step"]
-        self.loop.loss_sum.copy_(saved["loss_sum"])
+        self.loop.loss_sum.copy_(_own_loss_sum(saved))
         self.loop.steps_in_sum = saved["steps_in_sum"]
         self.loop.train_time, self.loop.checkpoint_time = saved["train_time"], saved["checkpoint_time"]
         self.loop.data_wait = saved.get("data_wait", 0.0)
         self.loop.energy_j = saved.get("energy_j")  # absent in older checkpoints: not measured
         self.loop.points = [dict(p) for p in saved["points"]]
+
+
+def _own_loss_sum(saved: dict[str, Any]) -> torch.Tensor:
+    """This rank's loss sum from a checkpoint's loop state: its own when the world size is
+    the one the checkpoint was written with; otherwise the mean of the saved ranks' sums (the
+    next point's ``train_loss``, a mean over ranks, is the same)."""
+    sums = saved.get("loss_sums")
+    if sums is None:  # written before data parallelism
+        return saved["loss_sum"]
+    return sums[distributed.rank()] if len(sums) == distributed.world_size() else sums.mean()
 
 
 def save_model(model: nn.Module, path: Path) -> None:

@@ -83,6 +83,9 @@ class DataSection:
 @dataclass(kw_only=True)
 class ModelSection:
     name: str = "small_cnn"
+    # Several processes: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA only)
+    # instead of each process's slice; no effect in a single process.
+    sync_bn: bool = False
 
 
 @dataclass(kw_only=True)

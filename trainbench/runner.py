@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trainbench.checkpoint import latest_step
 from trainbench.errors import InputError
@@ -119,6 +120,33 @@ def plan_runs(recipes: Sequence[Recipe], *, out: Path, seeds: int | None = None,
             p.release()
         raise
     return plans
+
+
+def plan_job(recipes: Sequence[Recipe], **options: Any) -> list[PlannedRun]:
+    """:func:`plan_runs` for this process's job. With several processes (a data-parallel job,
+    :mod:`trainbench.distributed`) rank 0 alone plans, and so alone locks and creates run
+    directories; the other ranks receive its decisions (which runs, skip or resume) or its
+    error. Planning on every rank would race: rank 1 checking a run directory could see rank
+    0's fresh lock ("busy") or its new meta.json, and decide differently. Rank 0 holds the
+    locks for the job: its death releases them (flock), as a single process's would."""
+    from trainbench import distributed
+
+    if distributed.world_size() <= 1:
+        return plan_runs(recipes, **options)
+    plans: list[PlannedRun] = []
+    shared: tuple[str, Any] = ("plans", [])
+    if distributed.is_main():
+        try:
+            plans = plan_runs(recipes, **options)
+            shared = ("plans", [(p.recipe, str(p.run.path), p.skip, p.resume) for p in plans])
+        except InputError as e:
+            shared = ("error", str(e))
+    kind, value = distributed.broadcast_object(shared)
+    if kind == "error":
+        raise InputError(value)
+    if distributed.is_main():
+        return plans
+    return [PlannedRun(r, RunDir(path), skip, resume) for r, path, skip, resume in value]
 
 
 def _existing(plan: PlannedRun, resume: bool) -> str:

@@ -3,6 +3,15 @@
 Small datasets fit on the device; keeping them there (uint8, 4x smaller than float) and
 normalising/augmenting whole batches there removes the CPU data loader from the step loop
 entirely (airbench's approach).
+
+Data parallelism (``rank`` of ``world_size`` processes, :mod:`trainbench.distributed`): every
+process holds the whole dataset and draws the same seeded permutation; batch ``i`` of a pass is
+``order[i*B:(i+1)*B]`` (``B`` = ``batch_size``, the *global* batch) and rank ``r`` serves the
+contiguous slice ``[r*B/W:(r+1)*B/W]`` of it, augmented with the draws a single process would
+make for those rows. The union of the ranks' batches, in rank order, is the single-process
+batch: the sample stream does not depend on the number of processes. Evaluation is sharded:
+rank ``r`` serves the contiguous ``r``-th of ``W`` near-equal parts of the test set
+(``test_batches``), whose sums the caller all-reduces.
 """
 
 from __future__ import annotations
@@ -20,7 +29,10 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class DeviceData:
     def __init__(self, data: ImageData, device: torch.device, *, batch_size: int,
                  eval_batch_size: int, augment: list[str], crop_padding: int, normalize: bool,
-                 seed: int) -> None:
+                 seed: int, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+        self.rank, self.world_size = rank, world_size
         self.num_classes = data.num_classes
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.augment, self.crop_padding = list(augment), crop_padding
@@ -50,6 +62,16 @@ class DeviceData:
         return self.train_x.shape[0]
 
     @property
+    def local_batch_size(self) -> int:
+        """This process's share of each global batch."""
+        return self.batch_size // self.world_size
+
+    @property
+    def test_size(self) -> int:
+        """The whole test set (every rank's shard together)."""
+        return self.test_x.shape[0]
+
+    @property
     def steps_per_epoch(self) -> int:
         """Full batches per pass over the training set (the last partial batch is dropped)."""
         return self.train_size // self.batch_size
@@ -58,18 +80,22 @@ class DeviceData:
         return torch.addcmul(self.shift, x.float(), self.scale)
 
     def augmented(self, x: torch.Tensor) -> torch.Tensor:
-        return aug.on_device(x, self.augment, self.crop_padding, self.aug_gen)
+        """Augment this rank's slice of a global batch (the draws of the whole batch, sliced)."""
+        within = (self.rank * x.shape[0], self.batch_size) if self.world_size > 1 else None
+        return aug.on_device(x, self.augment, self.crop_padding, self.aug_gen, within)
 
     def train_batches(self) -> Iterator[Batch]:
-        """Endless shuffled, augmented training batches; reshuffled at each pass. Resumes
-        from :meth:`load_state_dict`'s position if one was loaded."""
+        """Endless shuffled, augmented training batches (this rank's slice of each global
+        batch); reshuffled at each pass. Resumes from :meth:`load_state_dict`'s position if
+        one was loaded."""
         n, bs = self.train_size, self.batch_size
+        mine = slice(self.rank * self.local_batch_size, (self.rank + 1) * self.local_batch_size)
         while True:
             self._pass_start = self.order_gen.get_state()
             order = torch.randperm(n, device=self.train_x.device, generator=self.order_gen)
             for i in range(self._pos, self.steps_per_epoch):
                 self._pos = i + 1
-                idx = order[i * bs:(i + 1) * bs]
+                idx = order[i * bs:(i + 1) * bs][mine]
                 yield self.augmented(self.normalize(self.train_x[idx])), self.train_y[idx]
             self._pos = 0
 
@@ -110,7 +136,15 @@ class DeviceData:
             yield self.normalize(self.train_x[idx]), self.train_y[idx]
 
     def test_batches(self) -> Iterator[Batch]:
-        yield from self._sequential(self.test_x, self.test_y, self.eval_batch_size)
+        """This rank's shard of the test set (all of it in a single process), in order."""
+        part = self.test_shard()
+        yield from self._sequential(self.test_x[part], self.test_y[part], self.eval_batch_size)
+
+    def test_shard(self) -> slice:
+        """Rank ``r``'s contiguous part of the test set: the ``r``-th of ``world_size``
+        near-equal parts (sizes differ by at most one), so every image is evaluated once."""
+        n, w, r = self.test_size, self.world_size, self.rank
+        return slice(r * n // w, (r + 1) * n // w)
 
     def _sequential(self, x: torch.Tensor, y: torch.Tensor, bs: int) -> Iterator[Batch]:
         for i in range(0, x.shape[0], bs):

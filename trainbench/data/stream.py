@@ -228,8 +228,11 @@ class StreamData:
                 for x, y, skipped in self._train_loader:  # the sampler starts at (_epoch, _pos)
                     self._pos += 1
                     self._note_skipped(skipped)
+                    # A rank's slice: the device draws are made for the global batch, as in
+                    # DeviceData, so the stream equals a single process's.
+                    within = (self.rank * x.shape[0], self.batch_size) if self.world_size > 1 else None
                     x = aug.on_device(self.normalize(self._to_device(x)), self.augment,
-                                      self.crop_padding, self.aug_gen)
+                                      self.crop_padding, self.aug_gen, within)
                     yield x, self._to_device(y)
             self._epoch, self._pos = self._epoch + 1, 0
 

@@ -40,11 +40,13 @@ def execute(plans: list[PlannedRun], smoke: bool, *, console: Console, err: Cons
     """Run the plans in order; a failed run does not stop the others, an interrupt (Ctrl-C,
     SIGTERM) stops them all. Returns the summary rows and the exit code (2 bad input, 1 a run
     failed or diverged, 0 all completed). An interrupt exits with 128 + the signal's number."""
+    from trainbench import distributed
     from trainbench.engine import run_recipe
     from trainbench.interrupts import StopSignal, exit_code
     from trainbench.runner import resume_note, summarize
 
     rows, code = [], 0
+    several = distributed.world_size() > 1  # one of the processes of a torchrun job
     with StopSignal() as stop:
         for i, plan in enumerate(plans, 1):
             r = plan.recipe
@@ -52,7 +54,7 @@ def execute(plans: list[PlannedRun], smoke: bool, *, console: Console, err: Cons
                 console.print(f"[yellow]skip[/] {escape(r.name)} seed {r.seed}: {escape(plan.skip)}")
                 rows.append((r, "skipped", summarize(plan.run.read_points()), plan.run))
                 continue
-            if stop.requested:
+            if distributed.stop_requested(stop):  # with several ranks: has any been signalled?
                 rows.append((r, "not run", summarize([]), plan.run))
                 plan.release()
                 continue
@@ -60,8 +62,9 @@ def execute(plans: list[PlannedRun], smoke: bool, *, console: Console, err: Cons
             console.print(f"[bold]run {i}/{len(plans)}[/] {escape(r.name)} seed {r.seed}"
                           f"{' (smoke)' if smoke else ''}{how} -> {escape(str(plan.run.path))}")
             try:
+                progress = RichProgress(console) if distributed.is_main() else None  # rank 0 draws
                 with torch_threads(threads) as n:
-                    outcome = run_recipe(r, plan.run, smoke=smoke, progress=RichProgress(console),
+                    outcome = run_recipe(r, plan.run, smoke=smoke, progress=progress,
                                          resume=plan.resume, stop=stop, extra_meta={"torch_threads": n})
             except InputError as e:
                 err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
@@ -83,6 +86,8 @@ def execute(plans: list[PlannedRun], smoke: bool, *, console: Console, err: Cons
                           f"{escape(outcome.message)}", highlight=False)
                 code = max(code, 1)
             rows.append((r, outcome.status, summarize(outcome.points), plan.run))
+            if several and outcome.status == "failed":
+                break  # a rank failed: the job's processes are no longer in step; end the job
         if stop.requested:
             code = stop.exit_code
     return rows, code

@@ -20,6 +20,11 @@ Things that show up in the results:
   (CUDA graphs) helps on CUDA only; ``max-autotune`` spends longer compiling to benchmark
   kernel choices.
 
+Data-parallel runs: DDP wraps the compiled module (``DDP(torch.compile(model))``): correct,
+but DDP's all-reduce hooks then fire after the whole compiled backward instead of
+overlapping it (torch's DDPOptimizer, which splits graphs at bucket boundaries, needs
+``torch.compile(DDP(model))``, whose evaluation would have to go through DDP).
+
 Recipe::
 
     methods:

@@ -37,6 +37,10 @@ the soft targets once in the loss); pairs come from a permutation, so any batch 
 (odd, or 1: the identity, batch unchanged) and no even batch size is needed; the input batch is
 not modified in place (timm's Mixup pastes into it).
 
+Data-parallel runs: ``lam``, the box and the CutMix/mixup switch are host draws from
+``state.host_rng`` (seeded alike on every rank, drawn as often), so every rank pastes the same
+box; the permutation pairs images within the rank's own slice of the global batch.
+
 Cyclic runs: does not depend on the fraction of training, so it is well defined in cyclic runs.
 """
 

@@ -40,6 +40,12 @@ compilation (it copies the plain module). Methods that re-register parameters du
 training (``torch.nn.utils.prune`` turns ``weight`` into ``weight_orig`` + a mask) leave
 the average following the unmasked ``weight_orig``.
 
+Data-parallel runs: every rank keeps its own copy, made from identical weights and updated
+from the identical (all-reduced) weights at the same steps, so the copies are identical; only
+floating-point buffers (BatchNorm running statistics, per rank without ``model.sync_bn``) may
+differ, and evaluation takes rank 0's (the engine broadcasts the evaluated model's buffers),
+which is also the copy checkpoints save.
+
 Cyclic runs: the average depends on the step count, not on the fraction of training, so it
 is well defined in a cyclic run. It is not reset at cycle restarts: at a cycle end it spans
 the recent steps of that cycle and, with a decay close to 1 and short cycles, weights from
@@ -62,8 +68,17 @@ T = TypeVar("T")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module behind a ``torch.compile`` wrapper (``OptimizedModule``)."""
-    return getattr(model, "_orig_mod", model)
+    """The plain module behind ``torch.compile``'s wrapper (``OptimizedModule``) and
+    ``DistributedDataParallel``, in any nesting: what checkpoints and model.pt save."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, DistributedDataParallel):
+            model = model.module
+        else:
+            return model
 
 
 def copy_model(model: nn.Module, who: str,

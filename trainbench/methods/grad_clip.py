@@ -14,6 +14,10 @@ Recipe::
     methods:
       grad_clip: {max_norm: 1.0, norm_type: 2.0}
 
+Data-parallel runs: this runs in ``after_backward``, once ``loss.backward()`` has returned, and
+DDP's ``backward`` returns only when its bucketed all-reduce has finished: the norm is that of
+the averaged gradients, identical on every rank, and every rank clips alike.
+
 Does not depend on the fraction of training, so it is well defined in cyclic runs.
 """
 

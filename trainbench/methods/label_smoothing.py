@@ -10,6 +10,9 @@ Recipe::
     methods:
       label_smoothing: {smoothing: 0.1}
 
+Data-parallel runs: each rank's loss is the mean over its slice; DDP averages the gradients
+over the ranks, so the update is the smoothed loss's gradient over the whole global batch.
+
 Does not depend on the fraction of training, so it is well defined in cyclic runs.
 """
 

@@ -19,6 +19,10 @@ Recipe::
     methods:
       lookahead: {alpha: 0.5, k: 6}
 
+Data-parallel runs: each rank wraps its own optimizer; the fast weights are identical on every
+rank (DDP all-reduces the gradients before the step) and so are the slow weights, which
+start from the identical initial weights and interpolate at the same steps.
+
 Does not depend on the fraction of training, so it is well defined in cyclic runs. Evaluation
 points see the current (fast) weights, which equal the slow ones when the step is a
 multiple of ``k``: pick ``k`` dividing the steps between cycle ends for exact slow-weight points.

@@ -31,6 +31,12 @@ to each batch. The CutMix method handles both: per batch it picks CutMix with pr
 ``prob`` and ``alpha`` (mixup's read from ``recipe["methods"]["mixup"]``). This method then
 does nothing (it decides so in ``on_fit_start``). The engine is unchanged by this rule.
 
+Data-parallel runs (several processes, :mod:`trainbench.distributed`): ``lam`` and the
+"mix this batch?" draw come from ``state.host_rng``, seeded alike on every rank and drawn as
+often, so every rank mixes with the same ``lam``; the permutation (``state.generator``, also
+seeded alike) pairs images within the rank's own slice of the global batch. The global batch
+is therefore mixed with one ``lam`` as in a single process, but pairs never cross slices.
+
 Cyclic runs: does not depend on the fraction of training, so it is well defined in cyclic runs.
 """
 

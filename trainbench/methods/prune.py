@@ -104,6 +104,13 @@ SWA copy the reparametrised model and their averages are masked by the live mask
 ``on_end`` the masks are made permanent (``prune.remove``): the model ends as a plain model
 with ``weight`` parameters holding exact zeros (:func:`make_permanent`).
 
+**Data-parallel runs.** The reparametrisation happens in ``on_init``, before DDP wraps the
+model, so DDP sees ``weight_orig`` as the parameter and the forward pre-hooks run inside each
+rank's forward; the masks are boolean buffers, never broadcast (evaluation broadcasts floating
+buffers only). The magnitude ranking runs on every rank on identical weights (DDP keeps them
+identical) with the same deterministic top-k, so every rank computes the same masks; the
+pruning steps are the same on every rank (host integers).
+
 Recipe::
 
     methods:

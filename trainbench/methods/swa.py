@@ -39,6 +39,13 @@ Recipe::
       swa: {start: 0.75dur, every: 1ep}                  # with the recipe's own schedule
       swa: {start: 0.75dur, lr: 0.01, anneal: 2ep}       # SWALR: constant LR 0.01 after 2ep
 
+Data-parallel runs: every rank averages the identical (all-reduced) weights at the same
+steps, so the averages are identical. The BatchNorm recomputation is a full pass over the
+whole training set on every rank (not sharded): each rank computes exactly the same
+statistics, at the cost of one pass per rank (as long as a single process's). With
+``model.sync_bn`` the pass goes through SyncBatchNorm, whose all-reduced statistics over
+identical inputs are the same again.
+
 Runs at order 10: after model surgery (the copy has the final architecture), before
 compilation (it copies the plain module).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
@@ -12,20 +13,26 @@ from trainbench.registry import PosInt, Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
-def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+def conv_bn(c_in: int, c_out: int, norm: bool = True) -> nn.Sequential:
+    if not norm:  # no BatchNorm: the convolution keeps its bias
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True))
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
     )
 
 
 @MODELS.register("small_cnn")
-def small_cnn(in_chans: int, num_classes: int, *, width: PosInt = 32) -> nn.Module:
-    """Three conv-BN-ReLU layers, one max-pool, global average pool: fast on a CPU."""
+def small_cnn(in_chans: int, num_classes: int, *, width: PosInt = 32,
+              norm: Literal["batch", "none"] = "batch") -> nn.Module:
+    """Three conv-BN-ReLU layers, one max-pool, global average pool: fast on a CPU. ``norm:
+    none`` drops BatchNorm: a model whose training does not depend on how a batch is split
+    across processes."""
+    bn = norm == "batch"
     return nn.Sequential(
-        conv_bn(in_chans, width),
-        conv_bn(width, 2 * width),
+        conv_bn(in_chans, width, bn),
+        conv_bn(width, 2 * width, bn),
         nn.MaxPool2d(2),
-        conv_bn(2 * width, 4 * width),
+        conv_bn(2 * width, 4 * width, bn),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(4 * width, num_classes),
