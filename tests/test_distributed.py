@@ -130,6 +130,9 @@ def test_two_processes_follow_the_single_process_curve(runs: dict[str, Path]) ->
         assert abs(b["test_acc"] - a["test_acc"]) <= 0.01  # within 1 pp
         assert b["samples"] == a["samples"] and b["lr"] == a["lr"]
     assert two[-1]["test_acc"] > 0.9  # it learned
+    # What a point cost: the training time on each of the 2 devices.
+    assert [p["device_time_s"] for p in two] == [2 * p["train_time_s"] for p in two]
+    assert [p["device_time_s"] for p in one] == [p["train_time_s"] for p in one]
     meta = json.loads((runs["external"] / "meta.json").read_text())
     assert (meta["status"], meta["world_size"], meta["nodes"], meta["backend"]) == ("completed", 2, 1, "gloo")
     assert meta["batch_size"] == 64  # the global batch

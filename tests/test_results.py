@@ -255,3 +255,26 @@ def test_read_points_keeps_integers_so_rows_round_trip(tmp_path: Path) -> None:
     text = run.points_path.read_text()
     run.rewrite_points(list(row), [back])
     assert run.points_path.read_text() == text
+
+
+def test_a_run_made_before_new_fields_existed_is_the_same_run(tmp_path) -> None:
+    """Fields added since a run was made (absent from its recipe.yaml) count as unchanged when
+    today's default fills them with the value the recipe has now; a changed one still counts."""
+    import yaml
+
+    from trainbench.recipe import load_recipe
+    from trainbench.results import RunDir
+
+    ROOT = Path(__file__).parent.parent
+    recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml")
+    old = yaml.safe_load(recipe.to_yaml())
+    for section, key in (("model", "sync_bn"), ("data", "loader"), ("data", "label_noise"), (None, "log")):
+        (old[section] if section else old).pop(key)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.recipe_path.write_text(yaml.safe_dump(old))
+    assert run.changes(recipe.to_yaml()) == []
+    changed = load_recipe(ROOT / "recipes" / "quickstart.yaml", ["model.sync_bn=true"])
+    assert run.changes(changed.to_yaml()) == ["model.sync_bn: (absent) -> true"]
+    workers = load_recipe(ROOT / "recipes" / "quickstart.yaml", ["data.workers=3"])
+    assert run.changes(workers.to_yaml()) == []  # how many decode processes: not identity

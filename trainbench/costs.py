@@ -50,12 +50,12 @@ MAX_PACKAGE_WATTS = 2000.0  # for guard_period: a generous bound on one package'
 
 
 def num_devices() -> int:
-    """How many devices one run trains on (``device_time_s`` = ``train_time_s`` x this).
-
-    1 for now. When data-parallel training lands, this returns the process group's world
-    size (``trainbench.distributed``'s): the one place that changes, and what meta.json's
+    """How many devices one run trains on (``device_time_s`` = ``train_time_s`` x this): the
+    process group's world size (one device per process; 1 without one), what meta.json's
     ``world_size`` records, which ``compare`` reads for runs made before this column."""
-    return 1
+    from trainbench import distributed
+
+    return distributed.world_size()
 
 
 class EnergyCounter(Protocol):
@@ -218,7 +218,13 @@ class EnergyMeter:
         return total + self.counter.read_j() - self._start
 
 
-def point_costs(train_time_s: float, energy_j: float | None) -> dict[str, float]:
-    """The cost columns of a points.csv row (``energy_j`` left out, so empty, when unknown)."""
+def point_costs(train_time_s: float, energy_j: float | None, *, per_node: bool = False) -> dict[str, float]:
+    """The cost columns of a points.csv row (``energy_j`` left out, so empty, when unknown).
+    With several processes ``energy_j`` is this rank's reading, summed over the ranks here
+    (at evaluation points only): each GPU's own counter, or, ``per_node``, a CPU package's
+    counter that every rank of a node reads alike (counted once per node)."""
+    from trainbench import distributed
+
+    energy_j = distributed.sum_over_ranks(energy_j, per_node=per_node)
     return {"device_time_s": train_time_s * num_devices(),
             **({} if energy_j is None else {"energy_j": energy_j})}

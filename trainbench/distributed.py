@@ -222,6 +222,22 @@ def local(model: nn.Module) -> nn.Module:
 # --- collectives (no-ops in a single process) ---
 
 
+def sum_over_ranks(value: float | None, *, per_node: bool = False) -> float | None:
+    """A host-side measurement summed over the job's ranks, on the host group (no device
+    sync): None if any rank has none. ``per_node``: the value is the node's, read alike by
+    all its ranks (a CPU package's energy), so only each node's local rank 0 counts it."""
+    if _world.size <= 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    counts = not per_node or _world.local_rank == 0
+    t = torch.tensor([value if value is not None and counts else 0.0, float(value is None)],
+                     dtype=torch.float64)
+    dist.all_reduce(t, group=_control)
+    return None if t[1] > 0 else float(t[0])
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """``t`` summed over the ranks (a new tensor on ``t``'s device)."""
     if _world.size <= 1:

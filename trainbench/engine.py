@@ -537,7 +537,8 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
             if is_eval:
                 row: dict[str, float] = {
                     "step": step, "epoch": clock.epoch(step), "samples": step * batch_size,
-                    "train_time_s": loop.train_time, **costs.point_costs(loop.train_time, loop.energy_j),
+                    "train_time_s": loop.train_time, **costs.point_costs(
+                        loop.train_time, loop.energy_j, per_node=dev.type != "cuda"),
                     "data_wait_s": loop.data_wait,
                     "lr": peak_lr * schedule.end_factor(step),
                     "train_loss": train_loss, **evaluate(model, data, autocast),

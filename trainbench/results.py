@@ -31,7 +31,10 @@ POINT_COLUMNS = ("step", "epoch", "samples", "train_time_s", "device_time_s", "e
 # reproducible): what "the same points.csv, timing columns aside" leaves aside.
 TIMING_COLUMNS = ("train_time_s", "device_time_s", "energy_j", "data_wait_s")
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
-NOT_IDENTITY = ("log",)  # recipe fields a run directory is reused across (skip, resume)
+# Recipe fields a run directory is reused across (skip, resume): they do not change results
+# (trackers only record them; the stream's order and augmentation do not depend on how many
+# worker processes decode it, nor how far ahead they work).
+NOT_IDENTITY = ("log", "data.workers", "data.prefetch")
 RESERVE_NAME = ".reserve"  # see RunDir.update_meta: space set aside to record a run's end
 RESERVE_BYTES = 64 * 1024
 
@@ -266,16 +269,35 @@ class RunDir:
         if not isinstance(old, dict):
             return [f"{self.recipe_path.name}: missing or unreadable"]
         new = yaml.safe_load(recipe_yaml)
-        # `log` (the trackers) records results without changing them: never part of identity.
+        ignore = (*NOT_IDENTITY, *self._added_since(old, new))
         if device_type is None:
-            return recipe_changes(old, new, ignore=NOT_IDENTITY)
-        out = recipe_changes(old, new, ignore=("device", *NOT_IDENTITY))
+            return recipe_changes(old, new, ignore=ignore)
+        out = recipe_changes(old, new, ignore=("device", *ignore))
         ran = self.ran_on()
         if ran is not None and ran != device_type:
             spec = new.get("device", "auto")
             here = f" ('{spec}' here)" if spec != device_type else ""
             out.insert(0, f"device: {ran} -> {device_type}{here}")
         return out
+
+    def _added_since(self, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+        """Fields absent from the stored recipe that today's trainbench fills with the value
+        ``new`` has: the run was made before the field existed, with the behaviour its default
+        keeps (e.g. ``model.sync_bn: false``), so it is the same run. Found by resolving the
+        stored recipe.yaml with today's defaults; if it no longer resolves, none are."""
+        a, b = flatten(old), flatten(new)
+        added = [k for k in b if k not in a]
+        if not added:
+            return []
+        from trainbench.errors import InputError
+        from trainbench.recipe import load_recipe
+
+        try:
+            filled = flatten(yaml.safe_load(load_recipe(self.recipe_path).to_yaml()))
+        except (InputError, OSError, yaml.YAMLError):
+            return []
+        return [k for k in added if k in filled and json.dumps(filled[k], default=str)
+                == json.dumps(b[k], default=str)]
 
     def holds(self, recipe_yaml: str, device_type: str | None = None) -> bool:
         """Whether this run directory ran this resolved recipe (see :meth:`changes`)."""
