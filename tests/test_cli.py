@@ -204,7 +204,8 @@ def test_validate_set(tmp_path: Path) -> None:
     result = invoke("validate", QUICKSTART, "--set", "data.augment=[rotate]")
     assert result.exit_code == 2
     # the user's own text is shown as typed (not eaten as console markup)
-    assert ("--set data.augment=[rotate]: data.augment: item 0: expected one of random_crop, hflip; "
+    assert ("--set data.augment=[rotate]: data.augment: item 0: expected one of random_crop, hflip, "
+            "random_resized_crop; "
             "got 'rotate'.") in result.output
     result = invoke("validate", QUICKSTART, "--set", "optimizer.lr")
     assert result.exit_code == 2

@@ -164,10 +164,10 @@ def test_run_and_compare_print_names_and_out_as_typed(tmp_path: Path, monkeypatc
 
 
 def test_fidelity_table_prints_names_as_typed(capsys) -> None:
-    from trainbench.fidelity import fidelity
+    from trainbench.fidelity import study
 
     pts = [{"curve": 1, "epoch": 1, "test_acc": 0.9, "train_time_s": 1.0}]
-    cli._print_fidelity(fidelity("a[red]b[/]:x:", pts, pts))
+    cli._print_fidelity(study({"a[red]b[/]:x:": {0: (pts, pts)}}))
     assert "fidelity: a[red]b[/]:x:" in capsys.readouterr().out
 
 
@@ -291,14 +291,14 @@ def test_short_lr_plot_legend_hides_nothing(tmp_path: Path, drawn: list) -> None
 
 
 def test_fidelity_legend_hides_nothing(tmp_path: Path, drawn: list) -> None:
-    from trainbench.fidelity import fidelity, write_report
+    from trainbench.fidelity import study, write_study
 
     def pts(accs: list[float]) -> list[dict[str, float]]:
         return [{"curve": 1, "epoch": 2**i, "test_acc": a, "train_time_s": 2.0**i}
                 for i, a in enumerate(accs)]
 
     # The reference's last point is its lowest: bottom right, where the legend was.
-    write_report(fidelity("m", pts([0.93, 0.955, 0.96, 0.962]), pts([0.95, 0.958, 0.957, 0.93])),
-                 tmp_path / "fid")
-    assert (tmp_path / "fid" / "fidelity.png").exists()
+    written = write_study(study({"m": {0: (pts([0.93, 0.955, 0.96, 0.962]),
+                                           pts([0.95, 0.958, 0.957, 0.93]))}}), tmp_path / "fid")
+    assert any(p.name == "fidelity.png" for p in written)
     assert_legend_clear(drawn)

@@ -19,7 +19,7 @@ import copy
 from typing import TYPE_CHECKING
 
 from trainbench.recipe import Recipe, resolve
-from trainbench.results import RunDir
+from trainbench.results import RunDir, parse_points
 from trainbench.schedules import SCHEDULES
 from trainbench.timeunits import Time
 
@@ -76,7 +76,9 @@ def run_budgets(recipe: Recipe, run: RunDir, *, smoke: bool = False,
             if writer is None:  # the first budget run: it also says where the runs ran
                 run.update_meta(**{k: v for k, v in sub_run.read_meta().items()
                                    if k in ("device", "torch_build", "cuda", "precision")})
-                writer = run.points_writer(list(final))
+                # The budget runs' own columns: a cell they leave empty (energy_j where it is
+                # not measured) stays a column here too.
+                writer = run.points_writer(parse_points(sub_run.points_path)[0])
             writer.append(final)
             points.append(final)
     finally:

@@ -469,10 +469,11 @@ def fidelity(
     force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue unfinished runs.")] = False,
 ) -> None:
-    """The cheap one-run cyclic curve against separate runs at the same budgets, per recipe
-    and seed: accuracy gap per point, mean gap, cost ratio and, with --baseline, every method's
-    gain over it on both curves and their correlation (Portes et al. 2022). Completed runs in
-    OUT are reused, so a study grows seed by seed (--seeds 3, later --seeds 5)."""
+    """The cheap one-run cyclic curve against separate runs at the same budgets (Portes et al. 2022).
+
+    Per recipe and seed: the accuracy gap per point, the mean gap and the cost ratio; with
+    --baseline, every method's gain over it on both curves and their correlation. Completed
+    runs in OUT are reused, so a study grows seed by seed (--seeds 3, later --seeds 5)."""
     from trainbench.fidelity import study, write_study
     from trainbench.recipe import load_recipe, self_timed
     from trainbench.runner import plan_runs

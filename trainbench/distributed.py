@@ -364,7 +364,12 @@ def exit_code_of(codes: dict[int, int]) -> int:
 
 
 class _NoPoints:
+    """A points writer that writes nothing and feeds no tracker (rank 0's does both)."""
+
     def append(self, row: dict[str, Any]) -> None:
+        pass
+
+    def lr(self, step: int, lr: float) -> None:
         pass
 
     def close(self) -> None:

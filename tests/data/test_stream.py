@@ -20,13 +20,13 @@ from trainbench.data.stream import StreamData
 from trainbench.engine import run_recipe
 from trainbench.errors import DataMissingError
 from trainbench.recipe import RecipeError, load_recipe
+from trainbench.results import TIMING_COLUMNS as TIMING
 from trainbench.results import RunDir
 from trainbench.runner import data_wait_warning
 
 ROOT = Path(__file__).parent.parent.parent
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 CLASSES = ("cat", "dog", "eel")
-TIMING = ("train_time_s", "data_wait_s")
 
 
 def write_images(folder: Path, n: int, start: int = 0, fmt: str = "PNG") -> None:

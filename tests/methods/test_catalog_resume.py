@@ -11,7 +11,7 @@ import torch
 
 from trainbench.engine import run_recipe
 from trainbench.recipe import load_recipe
-from trainbench.results import RunDir
+from trainbench.results import TIMING_COLUMNS, RunDir
 
 QUICKSTART = Path(__file__).parent.parent.parent / "recipes" / "quickstart.yaml"
 SPE = 256 // 64
@@ -34,7 +34,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path,
     assert run_recipe(recipe, cut, resume=True).status == "completed"
 
     def timing_free(run: RunDir) -> list[dict[str, str]]:
-        return [{k: repr(v) for k, v in p.items() if k != "train_time_s"} for p in run.read_points()]
+        return [{k: repr(v) for k, v in p.items() if k not in TIMING_COLUMNS} for p in run.read_points()]
 
     rows = timing_free(whole)
     assert timing_free(cut) == rows

@@ -21,7 +21,7 @@ from trainbench.errors import InputError
 from trainbench.methods import METHODS
 from trainbench.methods.distill import Distill, distill_loss, load_teacher
 from trainbench.recipe import RecipeError, load_recipe
-from trainbench.results import RunDir
+from trainbench.results import TIMING_COLUMNS, RunDir
 
 ROOT = Path(__file__).parent.parent.parent
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
@@ -76,7 +76,7 @@ def test_teacher_is_the_run_directorys_model_and_weights(teacher_run: Path) -> N
 
 
 def points(run: RunDir) -> list[dict[str, str]]:
-    return [{k: repr(v) for k, v in p.items() if k != "train_time_s"} for p in run.read_points()]
+    return [{k: repr(v) for k, v in p.items() if k not in TIMING_COLUMNS} for p in run.read_points()]
 
 
 def test_alpha_zero_is_the_plain_run_and_alpha_positive_is_not(teacher_run: Path, tmp_path: Path) -> None:

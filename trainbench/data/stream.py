@@ -191,7 +191,7 @@ class StreamData:
         self._test = ImageDataset(splits.test, ImageTransform(size, resize=self.eval_resize),
                                   seed, skip_corrupt)
         # The test labels on the device: evaluation counts its images from them (as DeviceData's).
-        m = len(splits.test)
+        m = self.test_size = len(splits.test)  # the whole test set's, as DeviceData's
         self.test_y = splits.test.labels[rank * m // world_size:(rank + 1) * m // world_size].to(device)
         self.skipped: set[str] = set()
         mean, std = self._statistics(splits, normalize)
