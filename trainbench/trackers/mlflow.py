@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from trainbench.results import NOT_IDENTITY, flatten
+from trainbench.results import flatten
 from trainbench.trackers.base import RunInfo, Tracker, scalars
 
 STATUS = {"running": "RUNNING", "completed": "FINISHED", "failed": "FAILED", "diverged": "FAILED",
@@ -64,7 +64,7 @@ def params(recipe: dict[str, Any]) -> dict[str, str]:
     by '_'), values as text (lists and mappings as JSON), ``log`` left out (not identity)."""
     out = {}
     for k, v in flatten(recipe).items():
-        if k in NOT_IDENTITY:
+        if k == "log":  # the trackers themselves: not a setting of the training
             continue
         text = v if isinstance(v, str) else json.dumps(v, default=str)
         out[re.sub(r"[^\w./\- :]", "_", k)] = text[:6000]

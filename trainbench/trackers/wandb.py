@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from trainbench.results import NOT_IDENTITY, flatten
+from trainbench.results import flatten
 from trainbench.trackers.base import RunInfo, Tracker, scalars
 from trainbench.trackers.mlflow import ARTIFACTS
 
@@ -57,7 +57,7 @@ class WandbTracker(Tracker):
         self.info = info
         meta = info.run.read_meta()
         previous = (meta.get("wandb") or {}).get("run_id") if info.resumed else None
-        config = {k: v for k, v in flatten(info.recipe).items() if k not in NOT_IDENTITY}
+        config = {k: v for k, v in flatten(info.recipe).items() if k != "log"}
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT") or info.out.name or "trainbench",
             name=info.label, dir=str(info.run.path), config=config, mode=mode(),  # type: ignore[arg-type]
