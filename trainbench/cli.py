@@ -69,6 +69,8 @@ console = Console(width=None if sys.stdout.isatty() else 140, emoji=False)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140, emoji=False)
 
 RecipesArg = Annotated[list[Path], typer.Argument(help="Recipe YAML file(s).", show_default=False)]
+RunPathsArg = Annotated[list[Path], typer.Argument(
+    help="Run directories, or folders holding them (searched recursively).", show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a field: --set optimizer.lr=0.2 (VALUE is YAML). Repeatable.")]
 GridOpt = Annotated[list[str] | None, typer.Option(
@@ -565,8 +567,7 @@ class Format(StrEnum):
 
 @app.command()
 def compare(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Run directories, or folders holding them (searched recursively).", show_default=False)],
+    paths: RunPathsArg,
     baseline: Annotated[str | None, typer.Option(
         help="Recipe name (or a row's full label) the speedups are measured against.")] = None,
     target: Annotated[float | None, typer.Option(
@@ -667,8 +668,7 @@ class ExportTo(StrEnum):
 
 @app.command()
 def export(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Run directories, or folders holding them (searched recursively).", show_default=False)],
+    paths: RunPathsArg,
     to: Annotated[ExportTo, typer.Option("--to", help="mlflow or tensorboard.")],
     mlflow_uri: Annotated[str | None, typer.Option(
         "--mlflow-uri", help="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else "
@@ -699,8 +699,7 @@ def export(
 
 @app.command()
 def report(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Run directories, or folders holding them (searched recursively).", show_default=False)],
+    paths: RunPathsArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")] = Path(
         "report.html"),
     baseline: Annotated[str | None, typer.Option(help="Recipe the speedups are measured against.")] = None,
