@@ -11,6 +11,8 @@ time is its own ``train_time_s`` (training only); the raw loop is timed the same
     python benchmarks/overhead.py --device cuda --model resnet9 --dataset synthetic \\
         --batch-size 512 --steps 300                     # GPU: CIFAR-shaped synthetic data
     python benchmarks/overhead.py --methods mixup,cutmix,label_smoothing,ema
+    python benchmarks/overhead.py --methods cutout --set methods.cutout.length=4
+    python benchmarks/overhead.py --methods stochastic_depth --model resnet9 --set model.width=8
     torchrun --standalone --nproc-per-node 2 benchmarks/overhead.py --ddp   # DDP mode
 
 DDP mode (``--ddp``, under torchrun): both loops run on every rank with the model in
@@ -37,7 +39,13 @@ import torch.nn.functional as F
 from trainbench import distributed
 from trainbench.engine import load_data, resolve_device, seed_everything, sync, train
 from trainbench.methods.cutmix import cutmix_batch, cutmix_box
+from trainbench.methods.cutout import cutout_batch
+from trainbench.methods.extra_pass import norm_buffers, restore_buffers, save_buffers
+from trainbench.methods.layer_freezing import freeze_depth, freeze_layers, leaf_modules
 from trainbench.methods.mixup import mixup_batch
+from trainbench.methods.progressive_resizing import pinned_size, resize_batch, resize_scale
+from trainbench.methods.selective_backprop import is_active, select_highest_loss
+from trainbench.methods.stochastic_depth import apply_stochastic_depth
 from trainbench.models import build_model
 from trainbench.optim import build_optimizer
 from trainbench.recipe import Recipe, load_recipe
@@ -56,6 +64,7 @@ def make_recipe(args: argparse.Namespace, steps: int) -> Recipe:
         sets += ["data.train_size=10000", "data.test_size=1000"]
     for m in filter(None, args.methods.split(",")):
         sets.append(f"methods.{m}={{}}")  # each method's defaults (the raw loop uses the same)
+    sets += args.set  # after: a method's own parameters (methods.cutout.length=4)
     return load_recipe(Path(__file__).parent.parent / "recipes" / "quickstart.yaml", sets)
 
 
@@ -75,6 +84,10 @@ def raw_loop(recipe: Recipe, steps: int) -> float:
     y_all = images.train_y.to(dev)
     k = images.num_classes
     model = build_model(r["model"], x_all.shape[1], k).to(dev)
+    if "stochastic_depth" in methods:
+        apply_stochastic_depth(model, methods["stochastic_depth"]["drop_rate"],
+                               methods["stochastic_depth"]["mode"])
+    leaves, depth = leaf_modules(model), 0
     ema = copy.deepcopy(model).requires_grad_(False) if "ema" in methods else None
     model = distributed.wrap(model, dev)  # DDP mode: the usual DistributedDataParallel loop
     opt = build_optimizer(model, r["optimizer"])
@@ -100,12 +113,38 @@ def raw_loop(recipe: Recipe, steps: int) -> float:
             perm = torch.randperm(len(y_all), device=dev, generator=order)
         idx = perm[i * bs:(i + 1) * bs][rank * lbs:(rank + 1) * lbs]
         x, y = x_all[idx], y_all[idx]
+        frac = step / steps  # one cycle: the methods' schedules as fractions of the run
+        if "cutout" in methods:
+            p = methods["cutout"]
+            cy = torch.randint(0, x.shape[2], (len(y),), device=dev)
+            cx = torch.randint(0, x.shape[3], (len(y),), device=dev)
+            apply = torch.rand(len(y), device=dev) < p["prob"] if p["prob"] < 1 else None
+            x = cutout_batch(x, cy, cx, p["length"], apply)
+        if "progressive_resizing" in methods:
+            p = methods["progressive_resizing"]
+            scale = resize_scale(frac, p["initial_scale"], p["delay_fraction"], p["finetune_fraction"])
+            x = resize_batch(x, (pinned_size(x.shape[2], scale, p["size_increment"]),
+                                 pinned_size(x.shape[3], scale, p["size_increment"])))
+        if "layer_freezing" in methods:
+            p = methods["layer_freezing"]
+            if (d := freeze_depth(frac, len(leaves), p["freeze_start"], p["freeze_level"])) != depth:
+                freeze_layers(leaves, d)
+                depth = d
         if "cutmix" in methods and ("mixup" not in methods or rng.random() < 0.5):
             lam = rng.beta(1.0, 1.0)
             box = cutmix_box(x.shape[2], x.shape[3], lam, rng)
             x, y, _ = cutmix_batch(x, y, k, box, torch.randperm(len(y), device=dev))
         elif "mixup" in methods:
             x, y = mixup_batch(x, y, k, rng.beta(0.2, 0.2), torch.randperm(len(y), device=dev))
+        if "selective_backprop" in methods:
+            p = methods["selective_backprop"]
+            if is_active(frac, step, p["start"], p["end"], p["interrupt"]):
+                with torch.no_grad():  # the scoring pass, BatchNorm statistics left as they were
+                    saved = save_buffers(norm_buffers(model))
+                    losses = F.cross_entropy(model(x), y, reduction="none", label_smoothing=smoothing)
+                    restore_buffers(norm_buffers(model), saved)
+                keep = select_highest_loss(losses, p["keep"])
+                x, y = x[keep], y[keep]
         opt.zero_grad(set_to_none=True)
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
             loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
@@ -137,6 +176,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--methods", default="", help="comma-separated methods to switch on in trainbench")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override (repeatable), e.g. methods.cutout.length=4 or model.width=8")
     ap.add_argument("--ddp", action="store_true", help="DDP mode: run under torchrun (see above)")
     args = ap.parse_args()
     recipe = make_recipe(args, args.steps)

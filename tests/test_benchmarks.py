@@ -18,7 +18,9 @@ def bench(script: str, *args: str) -> str:
     return out.stdout
 
 
-@pytest.mark.parametrize("methods", [[], ["--methods", "mixup,cutmix,label_smoothing,ema"]])
+@pytest.mark.parametrize("methods", [[], ["--methods", "mixup,cutmix,label_smoothing,ema"], [
+    "--methods", "cutout,progressive_resizing,layer_freezing,selective_backprop,stochastic_depth",
+    "--model", "resnet9", "--set", "model.width=4", "--set", "data.size=32"]])
 def test_overhead_prints_a_ratio(methods: list[str]) -> None:
     out = bench("overhead.py", "--steps", "6", "--rounds", "1", *methods)
     assert "throughput ratio trainbench/raw = " in out

@@ -174,10 +174,12 @@ def test_write_study_json_csv_markdown_and_plots(tmp_path: Path) -> None:
     assert data["reports"][1]["avg_gap"] == (0.125 + 0.0625 - 0.0625) / 3
     with files[1].open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["recipe", "point", "epoch", "n", "ref_acc", "ref_ci_low", "ref_ci_high",
+    assert list(rows[0]) == ["recipe", "metric", "point", "epoch", "n", "ref_acc", "ref_ci_low",
+                             "ref_ci_high",
                              "cyclic_acc", "cyclic_ci_low", "cyclic_ci_high", "gap", "gap_ci_low",
                              "gap_ci_high", "ref_time_s", "cyclic_time_s", "ref_gain", "cyclic_gain"]
     assert [r["recipe"] for r in rows] == ["base"] * 4 + ["m"] * 4
+    assert {r["metric"] for r in rows} == {"test_acc"}
     m_rows = [r for r in rows if r["recipe"] == "m"]
     assert [float(r["gap"]) for r in m_rows] == [0.125, 0.125, 0.0625, -0.0625]
     assert [float(r["ref_gain"]) for r in m_rows] == [0.125, 0.125, 0.25, 0.25]

@@ -19,7 +19,8 @@ from trainbench.engine import eval_steps, evaluate, make_clock, run_recipe
 from trainbench.recipe import load_recipe
 from trainbench.results import TIMING_COLUMNS, RunDir
 
-QUICKSTART = Path(__file__).parent.parent / "recipes" / "quickstart.yaml"
+ROOT = Path(__file__).parent.parent
+QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 SHORT = ["duration=3ep", "eval.every=1ep"]
 
 
@@ -67,6 +68,17 @@ def test_eval_steps_include_final_and_curve_points() -> None:
     assert eval_steps(recipe, clock, [35]) == [20, 35, 40, 50]
     recipe = load_recipe(QUICKSTART, ["duration=50ba", "eval.every=null"])
     assert eval_steps(recipe, clock, [50]) == [50]
+
+
+def test_smoke_runs_evaluate_at_most_four_times_besides_curve_points() -> None:
+    # CIFAR's 'every: 2ep' over 24 epochs, dilated into 16 smoke steps, would evaluate at
+    # every step; a smoke run evaluates every 4th (and still at every curve point).
+    recipe = load_recipe(ROOT / "recipes" / "cifar10" / "baseline.yaml")
+    clock = make_clock(recipe, 50000, smoke=True)
+    assert clock.total_steps == 16
+    assert eval_steps(recipe, clock, [16]) == list(range(1, 17))
+    assert eval_steps(recipe, clock, [16], smoke=True) == [4, 8, 12, 16]
+    assert eval_steps(recipe, clock, [7, 16], smoke=True) == [4, 7, 8, 12, 16]
 
 
 def test_divergence_stops_keeps_points_and_marks_run(tmp_path: Path) -> None:

@@ -87,6 +87,27 @@ def test_study_aggregates_seeds_and_methods_exactly() -> None:
     assert s.reports[0].rows[0].ref_gain == 0.0 and s.reports[0].gain_correlation is None
 
 
+def test_each_recipe_is_judged_by_the_first_metric_its_runs_hold() -> None:
+    # M1 is a SWA recipe: its test_acc_swa is its accuracy; the baseline has no such column
+    # and is read from test_acc, so M1's gains are its SWA accuracy minus B's plain one.
+    runs = runs_of({k: ACCS[k] for k in ("B", "M1")})
+    for cyc, ref in runs["M1"].values():
+        for p in (*cyc, *ref):
+            p["test_acc_swa"] = p["test_acc"] + 0.125
+        cyc[0]["test_acc_swa"] = float("nan")  # a point without the column: not this metric
+    s = study(runs, "B", ["test_acc_swa"])
+    assert [r.metric for r in s.reports] == ["test_acc", "test_acc"]  # M1 lacks it at one point
+    for cyc, _ in runs["M1"].values():
+        cyc[0]["test_acc_swa"] = cyc[0]["test_acc"] + 0.125
+    s = study(runs, "B", ["test_acc_ema", "test_acc_swa"])
+    b, m1 = s.reports
+    assert (b.metric, m1.metric) == ("test_acc", "test_acc_swa")
+    plain = study(runs_of({k: ACCS[k] for k in ("B", "M1")}), "B")
+    assert [r.ref_gain for r in m1.rows] == [r.ref_gain + 0.125 for r in plain.reports[1].rows]
+    assert [r.cyclic_acc for r in m1.rows] == [r.cyclic_acc + 0.125 for r in plain.reports[1].rows]
+    assert m1.avg_gap == plain.reports[1].avg_gap  # both curves shifted alike
+
+
 def test_pearson_interval_is_a_seeded_bootstrap_of_the_pairs() -> None:
     xs, ys = [0.0, 1.0, 2.0, 3.0, 4.0], [0.1, 0.9, 2.2, 2.8, 4.1]
     a, b = pearson_interval(xs, ys), pearson_interval(xs, ys)
@@ -196,6 +217,8 @@ def test_cli_fidelity_over_methods_and_seeds_reuses_the_runs(prepared: tuple[Pat
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "0"], "Invalid value for '--seeds'"),
     (["--baseline", str(DIGITS / "cyclic.yaml")], "a recipe named 'digits-cyclic' is given twice"),
+    (["--metric", "test_loss"], "give an accuracy column"),
+    (["--metric", "lr"], "does not know whether a higher or a lower lr is better"),
 ])
 def test_cli_fidelity_bad_input_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = runner.invoke(app, ["fidelity", str(DIGITS / "cyclic.yaml"), *args, "--out", str(tmp_path)])

@@ -470,6 +470,9 @@ def fidelity(
     smoke: Annotated[bool, typer.Option("--smoke", help="Shrunk runs, for CI.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Re-run runs that already exist.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue unfinished runs.")] = False,
+    metric: Annotated[list[str] | None, typer.Option(
+        help="Accuracy column(s) a recipe is judged by, e.g. test_acc_swa (repeatable): each recipe "
+             "uses the first its runs hold, else test_acc.")] = None,
 ) -> None:
     """The cheap one-run cyclic curve against separate runs at the same budgets (Portes et al. 2022).
 
@@ -483,6 +486,7 @@ def fidelity(
     sets = _overrides(set_, device)
     paths = ([baseline] if baseline is not None else []) + list(recipes)
     try:
+        metrics = [_accuracy_metric(m) for m in metric or []]
         pairs = []
         for p, r in zip(paths, _load(paths, sets), strict=True):
             if r["curve"]["mode"] != "cyclic" or r["curve"]["budgets"] is not None \
@@ -508,7 +512,7 @@ def fidelity(
     runs = {m.name: {s: (pts[(m.name, s)], pts[(ref.name, s)]) for s in by_seed} for m, ref in pairs}
     base = pairs[0][0].name if baseline is not None else None
     try:
-        result = study(runs, base)
+        result = study(runs, base, metrics)
     except ValueError as e:  # a recipe without curve points: nothing to compare
         raise _fail(InputError(str(e))) from None
     methods = [m.name for m, _ in pairs[1 if base else 0:]]
@@ -517,6 +521,15 @@ def fidelity(
     files = write_study(result, out / "fidelity" / name)
     _print_fidelity(result)
     console.print("Written: " + ", ".join(escape(str(f)) for f in files), highlight=False)
+
+
+def _accuracy_metric(name: str) -> str:
+    from trainbench.compare.metrics import metric_spec
+
+    if not metric_spec(name).is_accuracy:
+        raise InputError(f"--metric {name}: fidelity compares accuracies (gaps and gains in pp); "
+                         "give an accuracy column: test_acc, test_acc_swa, test_acc_ema, ...")
+    return name
 
 
 def _print_fidelity(s: Any) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -346,10 +347,15 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
 
 def exit_code_of(codes: dict[int, int]) -> int:
     """One exit code for the job from its failed ranks' codes (negative: killed by that signal).
-    Rank 0 speaks for the job: its own exit code when it exited by itself. Otherwise, among the
-    ranks that exited by themselves (the launcher kills the others once one has ended), an
-    interrupt (128 + N) only when all of them were interrupted, else the worst of bad input
-    (2) and failure (1); 1 when every failed rank was killed."""
+    A rank killed by a signal it cannot handle (SIGKILL, a crash; anything but the SIGTERM the
+    launcher ends the survivors with) failed the run: 1, whatever the survivors then did (they
+    see the launcher's SIGTERM as an interrupt, 143). Otherwise rank 0 speaks for the job: its
+    own exit code when it exited by itself. Otherwise, among the ranks that exited by themselves
+    (the launcher kills the others once one has ended), an interrupt (128 + N) only when all of
+    them were interrupted, else the worst of bad input (2) and failure (1); 1 when every
+    failed rank was killed."""
+    if any(c < 0 and c != -signal.SIGTERM for c in codes.values()):
+        return 1
     if codes.get(0, -1) > 0:
         return codes[0]
     own = [c for c in codes.values() if c > 0]

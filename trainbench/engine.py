@@ -71,6 +71,7 @@ from trainbench.results import POINT_COLUMNS, RESERVE_NAME, RunDir, read_points
 from trainbench.runlock import LOCK_NAME
 from trainbench.schedules import Schedule, build_schedule
 from trainbench.smoke import BATCH_SIZE as SMOKE_BATCH_SIZE
+from trainbench.smoke import MAX_PERIODIC_EVALS as SMOKE_MAX_PERIODIC_EVALS
 from trainbench.smoke import smoke_clock, smoke_data
 from trainbench.timeunits import Clock
 from trainbench.trackers import open_trackers
@@ -179,11 +180,15 @@ def bound_schedule(recipe: Recipe, train_size: int, smoke: bool) -> tuple[Clock,
     return dataclasses.replace(clock, total_steps=schedule.total), schedule
 
 
-def eval_steps(recipe: Recipe, clock: Clock, curve: list[int]) -> list[int]:
+def eval_steps(recipe: Recipe, clock: Clock, curve: list[int], smoke: bool = False) -> list[int]:
+    """The steps evaluated: every curve point, the last step, and every ``eval.every`` (in a
+    smoke run at most ``MAX_PERIODIC_EVALS`` of those, evenly spaced)."""
     every = recipe["eval"]["every"]
     steps = set(curve) | {clock.total_steps}
     if every is not None:
         n = clock.steps(every, at_least_one=True)
+        if smoke:
+            n = max(n, -(-clock.total_steps // SMOKE_MAX_PERIODIC_EVALS))
         steps |= set(range(n, clock.total_steps + 1, n))
     return sorted(s for s in steps if 0 < s <= clock.total_steps)
 
@@ -458,7 +463,7 @@ def train(recipe: Recipe, run: RunDir, *, smoke: bool = False, progress: Progres
     cycles_momentum = schedule.momentum(0) is not None
     curve = set(schedule.curve_points()) | {clock.total_steps}
     curve |= {s for m in methods.values() for s in m.curve_points(state) if 0 < s <= clock.total_steps}
-    evals = set(eval_steps(recipe, clock, sorted(curve)))
+    evals = set(eval_steps(recipe, clock, sorted(curve), smoke))
     columns = [*POINT_COLUMNS, *(c for m in methods.values() for c in m.columns)]
     total = clock.total_steps
     energy = costs.EnergyMeter.for_device(dev)  # read only where the training clock starts/stops

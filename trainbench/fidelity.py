@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from trainbench.compare.metrics import DEFAULT_METRIC
 from trainbench.results import curve_rows
 
 Points = list[dict[str, float]]
@@ -90,6 +91,7 @@ class FidelityReport:
     notes: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
     avg_gap_ci: list[float] | None = None  # over the seeds' mean gaps
+    metric: str = DEFAULT_METRIC  # the points.csv column this recipe's accuracy is read from
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -135,9 +137,21 @@ def _aligned_seeds(name: str, runs: SeedRuns, notes: list[str]) -> dict[int, tup
     return {s: (c[:n], r[:n]) for s, (c, r) in out.items()}
 
 
+def metric_of(runs: SeedRuns, metrics: Sequence[str]) -> str:
+    """The first of ``metrics`` that every curve point of ``runs`` (both curves, every seed)
+    holds, else test_acc: a SWA recipe is judged by test_acc_swa, its baseline by test_acc."""
+    points = [p for c, r in runs.values() for p in (*curve_rows(c), *curve_rows(r))]
+    for m in metrics:
+        if points and all(math.isfinite(p.get(m, math.nan)) for p in points):
+            return m
+    return DEFAULT_METRIC
+
+
 def measure(name: str, runs: SeedRuns, baseline: str | None = None,
-            base_runs: SeedRuns | None = None) -> FidelityReport:
-    """One recipe's fidelity over its seeds, with gains over the baseline when given."""
+            base_runs: SeedRuns | None = None, metric: str = DEFAULT_METRIC,
+            base_metric: str = DEFAULT_METRIC) -> FidelityReport:
+    """One recipe's fidelity over its seeds (its accuracy read from ``metric``), with gains
+    over the baseline (read from ``base_metric``) when given."""
     notes: list[str] = []
     seeds = _aligned_seeds(name, runs, notes)
     n = min((len(c) for c, _ in seeds.values()), default=0)
@@ -153,8 +167,8 @@ def measure(name: str, runs: SeedRuns, baseline: str | None = None,
     order = sorted(seeds)
     rows = []
     for i in range(n):
-        ref = [seeds[s][1][i]["test_acc"] for s in order]
-        cyc = [seeds[s][0][i]["test_acc"] for s in order]
+        ref = [seeds[s][1][i][metric] for s in order]
+        cyc = [seeds[s][0][i][metric] for s in order]
         gaps = [r - c for r, c in zip(ref, cyc, strict=True)]
         row = FidelityRow(i + 1, seeds[order[0]][0][i]["epoch"], _mean(ref), _mean(cyc), _mean(gaps),
                           _mean([seeds[s][1][i]["train_time_s"] for s in order]),
@@ -162,13 +176,13 @@ def measure(name: str, runs: SeedRuns, baseline: str | None = None,
                           n=len(order), ref_ci=_interval(ref), cyclic_ci=_interval(cyc),
                           gap_ci=_interval(gaps))
         if base is not None:
-            row.ref_gain = row.ref_acc - _mean([r[i]["test_acc"] for _, r in base.values()])
-            row.cyclic_gain = row.cyclic_acc - _mean([c[i]["test_acc"] for c, _ in base.values()])
+            row.ref_gain = row.ref_acc - _mean([r[i][base_metric] for _, r in base.values()])
+            row.cyclic_gain = row.cyclic_acc - _mean([c[i][base_metric] for c, _ in base.values()])
         rows.append(row)
     # Per seed: the mean gap over the points (the first excluded) and the cost ratio.
     per_seed_gap = []
     for s in order:
-        g = [seeds[s][1][i]["test_acc"] - seeds[s][0][i]["test_acc"] for i in range(n)]
+        g = [seeds[s][1][i][metric] - seeds[s][0][i][metric] for i in range(n)]
         per_seed_gap.append(_mean(g[1:]) if n > 1 else g[0])
     cost_ratio = _mean([math.fsum(p["train_time_s"] for p in seeds[s][1][:n])
                         / seeds[s][0][n - 1]["train_time_s"] for s in order])
@@ -178,7 +192,7 @@ def measure(name: str, runs: SeedRuns, baseline: str | None = None,
         if corr is None and name != baseline:
             notes.append("gain correlation undefined: needs 3+ points with varying gains.")
     return FidelityReport(name, baseline, rows, _mean(per_seed_gap), cost_ratio, corr, notes,
-                          order, _interval(per_seed_gap))
+                          order, _interval(per_seed_gap), metric)
 
 
 def fidelity(name: str, cyclic: Points, ref: Points, baseline: str | None = None,
@@ -188,14 +202,18 @@ def fidelity(name: str, cyclic: Points, ref: Points, baseline: str | None = None
     return measure(name, {0: (cyclic, ref)}, baseline, base)  # type: ignore[arg-type]
 
 
-def study(recipes: Mapping[str, SeedRuns], baseline: str | None = None) -> FidelityStudy:
+def study(recipes: Mapping[str, SeedRuns], baseline: str | None = None,
+          metrics: Sequence[str] = ()) -> FidelityStudy:
     """Every recipe's report (the baseline's first) and the correlation of all methods'
-    gains, reference vs cyclic, with its bootstrap interval."""
+    gains, reference vs cyclic, with its bootstrap interval. Each recipe's accuracy is the
+    first of ``metrics`` its runs hold (:func:`metric_of`), else test_acc."""
     from trainbench.compare.significance import RESAMPLES, pearson_interval
 
     base_runs = recipes[baseline] if baseline is not None else None
     names = ([baseline] if baseline is not None else []) + [n for n in recipes if n != baseline]
-    reports = [measure(n, recipes[n], baseline, base_runs) for n in names]
+    chosen = {n: metric_of(recipes[n], metrics) for n in names}
+    base_metric = chosen[baseline] if baseline is not None else DEFAULT_METRIC
+    reports = [measure(n, recipes[n], baseline, base_runs, chosen[n], base_metric) for n in names]
     out = FidelityStudy(baseline, reports)
     for r in reports:
         out.notes += [f"{note}" for note in r.notes if note not in out.notes]
@@ -216,9 +234,9 @@ def study(recipes: Mapping[str, SeedRuns], baseline: str | None = None) -> Fidel
 
 # --- outputs ---
 
-CSV_COLUMNS = ("recipe", "point", "epoch", "n", "ref_acc", "ref_ci_low", "ref_ci_high", "cyclic_acc",
-               "cyclic_ci_low", "cyclic_ci_high", "gap", "gap_ci_low", "gap_ci_high", "ref_time_s",
-               "cyclic_time_s", "ref_gain", "cyclic_gain")
+CSV_COLUMNS = ("recipe", "metric", "point", "epoch", "n", "ref_acc", "ref_ci_low", "ref_ci_high",
+               "cyclic_acc", "cyclic_ci_low", "cyclic_ci_high", "gap", "gap_ci_low", "gap_ci_high",
+               "ref_time_s", "cyclic_time_s", "ref_gain", "cyclic_gain")
 
 
 def to_csv(s: FidelityStudy) -> str:
@@ -232,7 +250,7 @@ def to_csv(s: FidelityStudy) -> str:
             for k in ("ref", "cyclic", "gap"):
                 ci = d.pop(f"{k}_ci")
                 d[f"{k}_ci_low"], d[f"{k}_ci_high"] = ci if ci else (None, None)
-            d["recipe"] = r.recipe
+            d["recipe"], d["metric"] = r.recipe, r.metric
             w.writerow(["" if d[c] is None else d[c] for c in CSV_COLUMNS])
     return buf.getvalue()
 
@@ -252,7 +270,8 @@ def summary_rows(s: FidelityStudy) -> tuple[list[str], list[list[str]]]:
         headers += [f"mean gain vs {s.baseline}: ref / cyclic (pp)", "gain correlation"]
     rows = []
     for r in s.reports:
-        row = [r.recipe + (" (baseline)" if r.recipe == s.baseline else ""), str(len(r.seeds)),
+        label = r.recipe + (f" [{r.metric}]" if r.metric != DEFAULT_METRIC else "")
+        row = [label + (" (baseline)" if r.recipe == s.baseline else ""), str(len(r.seeds)),
                str(len(r.rows)), _pp(r.avg_gap) + _pp_ci(r.avg_gap_ci), f"{r.cost_ratio:.2f}x"]
         if s.baseline is not None:
             if r.recipe == s.baseline:

@@ -37,6 +37,11 @@ TEST_IMAGES = 16
 # the cost of the CIFAR ones. Models that need a fixed input size are not in the shipped
 # recipes.
 MAX_SIDE = 32
+# Periodic evaluation (eval.every) at most this many times: dilated time would otherwise
+# put an evaluation after every step (a CIFAR recipe's 'every: 2ep' is every 1.3 smoke
+# steps), and evaluation would cost more than the training it checks. Curve points and
+# the final step are evaluated whatever this says.
+MAX_PERIODIC_EVALS = 4
 
 
 def _streamed_subset(section: dict[str, Any], side: int) -> ImageData:
