@@ -23,11 +23,9 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch) -> None:
     """Rich wraps table cells to the console width; a wide console keeps each cell on a line."""
-    from rich.console import Console
+    from trainbench import cli_tables
 
-    from trainbench import cli
-
-    monkeypatch.setattr(cli, "console", Console(width=300))
+    monkeypatch.setattr(cli_tables.console, "width", 300)
 
 
 def invoke(*args: str | Path):

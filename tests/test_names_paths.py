@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from trainbench import cli
+from trainbench import cli_tables
 from trainbench.catalog import catalog
 from trainbench.cli import app
 from trainbench.errors import InputError
@@ -167,7 +167,7 @@ def test_fidelity_table_prints_names_as_typed(capsys) -> None:
     from trainbench.fidelity import study
 
     pts = [{"curve": 1, "epoch": 1, "test_acc": 0.9, "train_time_s": 1.0}]
-    cli._print_fidelity(study({"a[red]b[/]:x:": {0: (pts, pts)}}))
+    cli_tables.print_fidelity(study({"a[red]b[/]:x:": {0: (pts, pts)}}))
     assert "fidelity: a[red]b[/]:x:" in capsys.readouterr().out
 
 

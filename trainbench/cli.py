@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from trainbench.cli_tables import console, err, print_comparison, print_fidelity, print_summary
 from trainbench.errors import InputError
 
 if TYPE_CHECKING:
@@ -65,8 +64,6 @@ app = ProseTyper(
 # Piped output (CI logs) gets a wide fixed width instead of rich's 80-column fallback. No
 # emoji codes: ':x:' in a name or path is text. Markup is ours only: every user-supplied
 # string (paths, names, values, messages) goes through escape() before printing.
-console = Console(width=None if sys.stdout.isatty() else 140, emoji=False)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 140, emoji=False)
 
 RecipesArg = Annotated[list[Path], typer.Argument(help="Recipe YAML file(s).", show_default=False)]
 RunPathsArg = Annotated[list[Path], typer.Argument(
@@ -276,7 +273,7 @@ def _run_planned(loaded: list[Recipe], *, out: Path, seeds: int | None, seed: in
     rows, code = _execute(plans, smoke, out, opts)
     if opts.no_wait:
         raise typer.Exit(code)
-    _print_summary(rows)
+    print_summary(rows)
     if len(plans) > 1 and code < 128:  # not after an interrupt: the user wants out
         _compare_what_ran(plans, smoke)
     raise typer.Exit(code)
@@ -341,7 +338,7 @@ def _compare_what_ran(plans: list[PlannedRun], smoke: bool) -> None:
     except InputError:
         return  # nothing was written to compare
     console.print()
-    _print_comparison(c, "table")
+    print_comparison(c, "table")
 
 
 def _execute(plans: list[PlannedRun], smoke: bool, out: Path,
@@ -355,30 +352,6 @@ def _execute(plans: list[PlannedRun], smoke: bool, out: Path,
         raise typer.Exit(e.code) from None
     except InputError as e:  # before anything trained: an extra, a cluster, a shared --out
         raise _fail(e) from None
-
-
-def _print_summary(rows: list[SummaryRow]) -> None:
-    table = Table(title="trainbench run")
-    for col in ("recipe", "seed", "status", "final acc", "best acc", "train time", "data wait"):
-        table.add_column(col, justify="left" if col in ("recipe", "status") else "right", no_wrap=True)
-    table.add_column("run dir", overflow="fold")
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:.2f}%"
-
-    for r, status, s, run in rows:
-        t = "-" if s["train_time_s"] is None else f"{s['train_time_s']:.1f}s"
-        color = {"completed": "green", "skipped": "yellow"}.get(status, "red")
-        wait = "-" if s.get("data_wait") is None else f"{s['data_wait']:.0%}"
-        table.add_row(escape(r.name), str(r.seed), f"[{color}]{status}[/]", pct(s["final_acc"]),
-                      pct(s["best_acc"]), t, wait, escape(str(run.path)))
-    console.print(table)
-    from trainbench.runner import data_wait_warning
-
-    for r, _, s, _ in rows:  # after the table, where it is seen
-        if warning := data_wait_warning(f"{r.name} seed {r.seed}", s.get("data_wait")):
-            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    console.print("Each run directory holds recipe.yaml, meta.json, points.csv, curve.png and (once "
-                  "completed) model.pt.")
 
 
 @app.command()
@@ -504,7 +477,7 @@ def fidelity(
     except InputError as e:
         raise _fail(e) from None
     rows, code = _execute(plans, smoke, out)
-    _print_summary(rows)
+    print_summary(rows)
     if code:
         raise typer.Exit(code)
     pts = {(pl.recipe.name, pl.recipe.seed): pl.run.read_points() for pl in plans}
@@ -519,7 +492,7 @@ def fidelity(
     name = "+".join(methods) if len(methods) <= 2 else f"{methods[0]}+{len(methods) - 1}-more"
     name += (f"-vs-{base}" if base else "") + ("-smoke" if smoke else "")
     files = write_study(result, out / "fidelity" / name)
-    _print_fidelity(result)
+    print_fidelity(result)
     console.print("Written: " + ", ".join(escape(str(f)) for f in files), highlight=False)
 
 
@@ -530,30 +503,6 @@ def _accuracy_metric(name: str) -> str:
         raise InputError(f"--metric {name}: fidelity compares accuracies (gaps and gains in pp); "
                          "give an accuracy column: test_acc, test_acc_swa, test_acc_ema, ...")
     return name
-
-
-def _print_fidelity(s: Any) -> None:
-    from trainbench.fidelity import headline, point_rows, summary_rows
-
-    for report in s.reports:
-        headers, cells = point_rows(report)
-        table = Table(title=escape(f"fidelity: {report.recipe} ({len(report.seeds)} seed"
-                                   f"{'s' if len(report.seeds) > 1 else ''})"))
-        for c in headers:
-            table.add_column(escape(c), justify="right")
-        for row in cells:
-            table.add_row(*map(escape, row))
-        console.print(table)
-    headers, cells = summary_rows(s)
-    table = Table(title="fidelity: summary (mean gap = reference - cyclic, first point excluded)")
-    for c in headers:
-        table.add_column(escape(c), justify="left" if c == "recipe" else "right")
-    for row in cells:
-        table.add_row(*map(escape, row))
-    console.print(table)
-    console.print(escape(headline(s)), highlight=False, soft_wrap=True)
-    for note in s.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 class XAxis(StrEnum):
@@ -619,59 +568,13 @@ def compare(
                   price_per_device_hour=price)
     except InputError as e:
         raise _fail(e) from None
-    _print_comparison(c, format_.value)
+    print_comparison(c, format_.value)
     sys.stdout.flush()
     if plot is not None:
         from trainbench.plots import plot_comparison
 
         _write_plot("--plot", plot, lambda p: plot_comparison(c, p))
         err.print(f"plot: {escape(str(plot))}", highlight=False)
-
-
-def _print_comparison(c: Any, fmt: str) -> None:
-    """The comparison in one format on stdout. table and markdown end with the columns'
-    definitions, warnings and notes; csv keeps stdout pure (those go to stderr); json holds
-    them. Problems (directories not compared) always go to stderr."""
-    from trainbench import compare as cmp
-
-    for p in c.problems:
-        err.print(f"[yellow]skipped:[/] {escape(p)}", highlight=False)
-    if fmt == "csv":
-        print(cmp.to_csv(c), end="")
-    elif fmt == "json":
-        print(cmp.to_json(c), end="")
-    elif fmt == "markdown":
-        print(cmp.to_markdown(c))
-        for line in cmp.legend(c):
-            print(line + "  ")
-        for w in c.warnings:
-            print(f"\n**Warning:** {w}")
-        for n in c.notes:
-            print(f"\nNote: {n}")
-    else:
-        headers, rows = cmp.display_table(c)
-        metric = "accuracy" if c.metric == cmp.DEFAULT_METRIC else c.metric
-        table = Table(title=escape(f"trainbench compare: {metric} vs {c.x}"),
-                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for h in headers:
-            table.add_column(escape(h.replace(" vs ", "\nvs ")),
-                             justify="left" if h in ("recipe", "runs", "device") else "right",
-                             no_wrap=h == "n", overflow="fold")
-        for r, row in zip(c.recipes, rows, strict=True):
-            color = "green" if r.complete else "yellow" if any(x.status == "completed" for x in r.runs) \
-                else "red"
-            cells = [escape(v) for v in row]
-            cells[1] = f"[{color}]{cells[1]}[/]"
-            table.add_row(*cells)
-        console.print(table)
-        for line in cmp.legend(c):
-            console.print(f"[dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
-    if fmt != "markdown":  # the table shows them below it; csv/json keep stdout pure
-        out = console if fmt == "table" else err
-        for w in c.warnings:
-            out.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-        for n in c.notes:
-            out.print(f"[yellow]note:[/] {escape(n)}", highlight=False, soft_wrap=True)
 
 
 class ExportTo(StrEnum):
