@@ -20,6 +20,11 @@ model trains on ``1 - holdout`` of the images (``test_acc`` may move slightly ag
 without this method; ``test_ece`` and ``test_ece_ts`` of the same run compare exactly).
 An epoch stays the full training set's length in steps (the run's clock is set before the
 methods), so the run takes as many steps as without the method.
+With ``data.label_noise`` the held-out slice carries the noisy labels (the noise is applied to
+the training set before the slice is taken), so ``T`` calibrates to the noisy label
+distribution, not to the clean test set: on recipes/digits_hard (40% symmetric noise) it made
+the test ECE worse, 9.1% -> 24.5% (3 seeds). Calibrating for clean labels needs clean held-out
+labels, which a noisy training set does not have.
 
 **The fit**: the NLL of ``softmax(z / T)`` is convex in ``1 / T`` (a log-sum-exp of linear
 functions minus a linear one), so scipy's bounded scalar minimiser
