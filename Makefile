@@ -19,10 +19,11 @@ demo: $(STAMP)
 	@echo
 	@echo "Results: runs/quickstart/seed0/  (points.csv = the table, curve.png = the curve, model.pt = the weights, meta.json, recipe.yaml)"
 
-# Two pytest-xdist workers (CI's 2 cores); each file's tests stay together (tests/conftest.py).
+# Two pytest-xdist workers (CI's 2 cores); each file's tests stay together, longest files
+# first (tests/conftest.py; xdist would otherwise start with the files that hold most tests).
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,10 +27,12 @@ def stop_after() -> type[StopAfter]:
     return StopAfter
 
 
-# Under `pytest -n 2 --dist loadscope` (`make test`) each test file, or test class, runs on
-# one worker (its module-scoped fixtures, such as the DDP jobs or the Ray runtime, are made
-# once). Files start in collection order; these, the longest (about 1-3 minutes each on a
-# 2-core CPU), are moved to the front so that the two workers finish together.
+# Under `pytest -n 2 --dist loadscope --no-loadscope-reorder` (`make test`) each test file,
+# or test class, runs on one worker (its module-scoped fixtures, such as the DDP jobs or the
+# Ray runtime, are made once), and files start in collection order (xdist's default order,
+# most tests first, started the few-test, minutes-long files last: a 3-minute tail on one
+# worker). These, the longest (about 1-3 minutes each on a 2-core CPU), are moved to the front
+# so that the two workers finish together.
 LONGEST_FIRST = ("tests/test_run_cli.py::TestSmokeCifar10", "tests/test_distributed.py",
                  "tests/test_run_cli.py::TestSmokeGpuScale", "tests/test_executors.py",
                  "tests/test_budgets_fidelity.py", "tests/data/test_stream.py", "tests/test_run_cli.py",
