@@ -19,11 +19,10 @@ demo: $(STAMP)
 	@echo
 	@echo "Results: runs/quickstart/seed0/  (points.csv = the table, curve.png = the curve, model.pt = the weights, meta.json, recipe.yaml)"
 
-# Two pytest-xdist workers (CI's 2 cores); each file's tests stay together, longest files
-# first (tests/conftest.py; xdist would otherwise start with the files that hold most tests).
+# Two pytest-xdist workers (CI's 2 cores); each file's (or test class's) tests stay together.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

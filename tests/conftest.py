@@ -27,27 +27,11 @@ def stop_after() -> type[StopAfter]:
     return StopAfter
 
 
-# Under `pytest -n 2 --dist loadscope --no-loadscope-reorder` (`make test`) each test file,
-# or test class, runs on one worker (its module-scoped fixtures, such as the DDP jobs or the
-# Ray runtime, are made once), and files start in collection order (xdist's default order,
-# most tests first, started the few-test, minutes-long files last: a 3-minute tail on one
-# worker). These, the longest (about 1-3 minutes each on a 2-core CPU), are moved to the front
-# so that the two workers finish together.
-LONGEST_FIRST = ("tests/test_run_cli.py::TestSmokeCifar10", "tests/test_distributed.py",
-                 "tests/test_run_cli.py::TestSmokeGpuScale", "tests/test_executors.py",
-                 "tests/test_budgets_fidelity.py", "tests/data/test_stream.py", "tests/test_run_cli.py",
-                 "tests/test_benchmarks.py")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {scope: i for i, scope in enumerate(LONGEST_FIRST)}
-    # xdist's scope of a test: its nodeid up to the last '::' (the class, else the file)
-    items.sort(key=lambda item: rank.get(item.nodeid.rsplit("::", 1)[0], len(rank)))
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist (`-n 2`, as `make test` runs) each worker process gets one of the
-    cores: one torch thread, and one for the processes it starts (launchers, Ray workers)."""
+    """Under pytest-xdist (`make test`: `-n 2 --dist loadscope`, so each test file, or test
+    class, runs on one worker and its module-scoped fixtures are made once) each worker
+    process gets one of the cores: one torch thread, and one for the processes it starts
+    (launchers, Ray workers)."""
     import os
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
