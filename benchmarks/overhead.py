@@ -88,6 +88,7 @@ def raw_loop(recipe: Recipe, steps: int) -> float:
         apply_stochastic_depth(model, methods["stochastic_depth"]["drop_rate"],
                                methods["stochastic_depth"]["mode"])
     leaves, depth = leaf_modules(model), 0
+    buffers = norm_buffers(model)  # BatchNorm statistics the scoring pass must leave as they were
     ema = copy.deepcopy(model).requires_grad_(False) if "ema" in methods else None
     model = distributed.wrap(model, dev)  # DDP mode: the usual DistributedDataParallel loop
     opt = build_optimizer(model, r["optimizer"])
@@ -140,9 +141,9 @@ def raw_loop(recipe: Recipe, steps: int) -> float:
             p = methods["selective_backprop"]
             if is_active(frac, step, p["start"], p["end"], p["interrupt"]):
                 with torch.no_grad():  # the scoring pass, BatchNorm statistics left as they were
-                    saved = save_buffers(norm_buffers(model))
+                    saved = save_buffers(buffers)
                     losses = F.cross_entropy(model(x), y, reduction="none", label_smoothing=smoothing)
-                    restore_buffers(norm_buffers(model), saved)
+                    restore_buffers(buffers, saved)
                 keep = select_highest_loss(losses, p["keep"])
                 x, y = x[keep], y[keep]
         opt.zero_grad(set_to_none=True)
